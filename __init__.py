@@ -39,6 +39,10 @@ def __getattr__(name: str) -> Any:
 
 
 def _register() -> None:
+    # transformers Auto classes: a torch-free import hook (see harness/models/__init__.py)
+    from dllm_eval.harness.models import install_auto_hook
+
+    install_auto_hook()
     try:
         from dllm_eval.harness import registration
     except ImportError:  # registration module not built yet / lm-eval missing
