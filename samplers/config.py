@@ -171,8 +171,14 @@ class DecodeConfig:
     stop_on_eos: bool = False
     """After each block, a row whose generated tokens contain a stop id stops; its remaining
     masks are filled with the pad id (SDAR stops this way)."""
+    early_stop: bool = False
+    """After each step, a row whose committed tokens hold a stop id at generated column j with no
+    mask left before j stops: its remaining masks are filled with the pad id and it costs no
+    more denoising (the loop ends once every row stopped). The answer up to the first stop id
+    is exactly what ``early_stop=False`` gives (committed tokens never change); only the
+    tokens after it differ (pad instead of what later steps would have committed)."""
     stop_ids: tuple[int, ...] | None = None
-    """Stop ids for ``stop_on_eos`` and the EOS controls; ``None`` = the adapter's ``eos_ids``."""
+    """Stop ids for ``stop_on_eos``, ``early_stop`` and the EOS controls; ``None`` = the adapter's ``eos_ids``."""
     seed: int | None = None
     """Seed of the random draws (Gumbel noise, random scores, alg_temp); each row has its own
     generator seeded with it, so a row's tokens never depend on its batch-mates."""
@@ -204,7 +210,7 @@ class DecodeConfig:
             value = getattr(self, name)
             set_(self, name, None if _optional(value) else _to_float(name, value))
         for name in ("score_filtered", "logits_eos_inf", "confidence_eos_eot_inf", "stop_on_eos",
-                     "cache_extra_forward"):
+                     "early_stop", "cache_extra_forward"):
             set_(self, name, _to_bool(name, getattr(self, name)))
         set_(self, "attn_layers", _to_int_tuple("attn_layers", self.attn_layers))
         if not _optional(self.attn_heads):

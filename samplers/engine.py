@@ -52,7 +52,8 @@ class GenerationResult:
     nfe: model forward calls. tokens_per_forward: generated tokens / nfe.
     stats: ``nfe_rows`` (forwards while each row was still decoding), ``steps``, ``nfe_denoise``,
         ``nfe_store``, ``forward_rows`` (rows per forward), ``trace`` (per denoising step the
-        committed absolute positions of each row), ``stopped`` (rows stopped by ``stop_on_eos``).
+        committed absolute positions of each row), ``stopped`` (rows stopped by ``stop_on_eos``
+        or ``early_stop``).
     """
 
     sequences: Any
@@ -286,7 +287,7 @@ class _Run:
     def _attn_request(self, masked: torch.Tensor, known: torch.Tensor) -> Any:
         if not getattr(self.sampler, "needs_attention", False):
             return None
-        return self.sampler.attention_request(masked, known)
+        return _share_probs(self.sampler.attention_request(masked, known), masked.shape[1])
 
     # -- bidirectional models (LLaDA, Dream): prompt-aligned blocks ------------------------------
     def bidirectional(self, ids: torch.Tensor, am: torch.Tensor | None) -> GenerationResult:
@@ -317,15 +318,20 @@ class _Run:
         stopped = [False] * b
         bar = _progress(self.progress, cfg.num_blocks * steps)
 
-        def full_forward(use_cache: bool, attn_req: Any) -> tuple[torch.Tensor, Any]:
-            xin, kw = x, {}
+        def full_forward(use_cache: bool, attn_req: Any, rows: Any = None) -> tuple[torch.Tensor, Any]:
+            """Forward of the whole sequence of every row, or only of ``rows`` (LongTensor)."""
+            xs = x if rows is None else x[rows]
+            nb = xs.shape[0]
+            xin, kw = xs, {}
             if cfg_on:
-                un = x.clone()
-                un[prompt_real] = self.mask_id
-                xin = torch.cat([x, un])
+                un = xs.clone()
+                un[prompt_real if rows is None else prompt_real[rows]] = self.mask_id
+                xin = torch.cat([xs, un])
             if am is not None:
-                kw["attention_mask"] = torch.cat([mask4, mask4]) if cfg_on else mask4
-                kw["position_ids"] = torch.cat([pos_ids, pos_ids]) if cfg_on else pos_ids
+                m4 = mask4 if rows is None else mask4[rows]
+                pi = pos_ids if rows is None else pos_ids[rows]
+                kw["attention_mask"] = torch.cat([m4, m4]) if cfg_on else m4
+                kw["position_ids"] = torch.cat([pi, pi]) if cfg_on else pi
             if use_cache:
                 kw["use_cache"] = True
             if attn_req is not None:
@@ -333,7 +339,7 @@ class _Run:
             out = self._call(xin, **kw)
             logits = adapter.align_logits(out.logits)
             if cfg_on:
-                cond, unc = logits[:b], logits[b:]
+                cond, unc = logits[:nb], logits[nb:]
                 logits = unc + (cfg.cfg_scale + 1) * (cond - unc)
             return logits, out
 
@@ -352,19 +358,31 @@ class _Run:
                 known = real & ~masked
                 attn, attn_offset = None, 0
                 if self.kv == "none" or i == 0:
-                    req = None
+                    req = rows = None
                     if self.kv == "none":
-                        mk, kn = (masked, known)
+                        # rows with nothing left to decode in this block (stopped, or block
+                        # done) cost no compute: only the others run, their logits are
+                        # scattered back (rows never interact in a forward)
+                        need = ((x[:, lo:hi] == self.mask_id) & active[:, None]).any(1)
+                        if not bool(need.all()):
+                            rows = torch.nonzero(need).flatten()
+                        mk, kn, pr, rl = masked, known, prompt_real, real
+                        if rows is not None:
+                            mk, kn, pr, rl = mk[rows], kn[rows], pr[rows], rl[rows]
                         if cfg_on:
-                            un_masked = masked | prompt_real
-                            mk, kn = torch.cat([masked, un_masked]), torch.cat([known, real & ~un_masked])
+                            un_masked = mk | pr
+                            mk, kn = torch.cat([mk, un_masked]), torch.cat([kn, rl & ~un_masked])
                         req = self._attn_request(mk, kn)
-                    logits_all, out = full_forward(self.kv != "none", req)
+                    logits_all, out = full_forward(self.kv != "none", req, rows)
                     logits = logits_all[:, lo:hi]
+                    if rows is not None:
+                        logits = _scatter_rows(logits, rows, b)
                     if req is not None:
                         attn = out.attn_stats
                         if cfg_on:
-                            attn = _rows(attn, b)
+                            attn = _rows(attn, b if rows is None else int(rows.numel()))
+                        if rows is not None:
+                            attn = _scatter_stats(attn, rows, b)
                     if self.kv == "prefix":
                         cache = out.past_key_values.truncate(lo - lead)
                     elif self.kv == "dual":
@@ -381,6 +399,12 @@ class _Run:
                 self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, attn, attn_offset, gens, rows_nfe)
                 i += 1
                 bar.update(1)
+                if cfg.early_stop:
+                    self._early_stop(x, p, active, stopped)
+                    if not bool(active.any()):
+                        break
+            if cfg.early_stop and not bool(active.any()):
+                break
             if cfg.stop_on_eos:
                 self._stop(x, p, hi, active, stopped)
                 if not bool(active.any()):
@@ -459,6 +483,10 @@ class _Run:
                 self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, None, lo, gens, rows_nfe)
                 i += 1
                 bar.update(1)
+                if cfg.early_stop:
+                    self._early_stop(x, p, active, stopped)
+            if cfg.early_stop and not bool(active.any()):
+                break  # every row stopped: no store-kv forward, no further block
             kw = {"past_key_values": cache, "cache_position": lo} if cache is not None else {}
             cache = self._call(x[:, lo:hi], store=True, use_cache=True, **kw).past_key_values
             rows_nfe += active.to(rows_nfe.dtype)
@@ -476,6 +504,24 @@ class _Run:
 
         hit = torch.isin(x[:, p:hi], torch.tensor(self.stop_ids, device=x.device)).any(1)
         for r in torch.nonzero(hit & active).flatten().tolist():
+            stopped[r] = True
+        active &= ~hit
+
+    def _early_stop(self, x: torch.Tensor, p: int, active: torch.Tensor, stopped: list) -> None:
+        """``early_stop``: stop the active rows whose generated tokens hold a stop id with no
+        mask before it; their remaining masks become the pad id."""
+        import torch
+
+        region = x[:, p:]
+        masked = region == self.mask_id
+        before = masked.long().cumsum(1) - masked.long()  # masks strictly left of each column
+        is_stop = torch.isin(region, torch.tensor(self.stop_ids, device=x.device))
+        hit = (is_stop & (before == 0)).any(1) & active
+        if not bool(hit.any()):
+            return
+        pad = self.adapter.pad_id if self.adapter.pad_id is not None else self.stop_ids[0]
+        region[hit[:, None] & masked] = pad
+        for r in torch.nonzero(hit).flatten().tolist():
             stopped[r] = True
         active &= ~hit
 
@@ -500,12 +546,42 @@ class _Run:
         return GenerationResult(sequences=seq, nfe=self.nfe, tokens_per_forward=tpf, stats=stats)
 
 
+def _share_probs(req: Any, n: int) -> Any:
+    """``req`` with ``share_probs=True`` when its statistics cover at least half of the ``n``
+    query rows: the model then attends eagerly in the requested layers and reuses those
+    probabilities for the statistics (cheaper than SDPA plus a second score pass; the output
+    equals SDPA's to float rounding). Few selected rows keep SDPA + row-wise statistics."""
+    rows = getattr(req, "query_index", None)
+    if hasattr(req, "share_probs") and (rows is None or 2 * int(rows.shape[-1]) >= n):
+        return replace(req, share_probs=True)
+    return req
+
+
+def _scatter_rows(t: torch.Tensor, rows: torch.Tensor, b: int) -> torch.Tensor:
+    """``[len(rows), ...]`` -> ``[b, ...]`` with zeros in the rows that did not run."""
+    full = t.new_zeros((b, *t.shape[1:]))
+    full[rows] = t
+    return full
+
+
+def _scatter_stats(attn: Any, rows: torch.Tensor, b: int) -> Any:
+    """Attention statistics of a forward over ``rows`` placed at those rows of a ``b``-row batch
+    (zeros elsewhere; the layer axis comes first)."""
+
+    def put(t: Any) -> Any:
+        return None if t is None else _scatter_rows(t.transpose(0, 1), rows, b).transpose(0, 1)
+
+    return replace(attn, col_sum=put(attn.col_sum), row_sum=put(attn.row_sum),
+                   probs=put(getattr(attn, "probs", None)))
+
+
 def _rows(attn: Any, b: int) -> Any:
     """Attention statistics of the first ``b`` rows (the conditional half of a guidance batch)."""
     return replace(
         attn,
         col_sum=attn.col_sum[:, :b],
         row_sum=None if attn.row_sum is None else attn.row_sum[:, :b],
+        probs=None if getattr(attn, "probs", None) is None else attn.probs[:, :b],
     )
 
 

@@ -43,7 +43,7 @@ OPTION_FAMILIES: dict[str, dict[str, object]] = {
                     "entropy_bound": 0.1, "alg_temp": 0.5},
     "token choice": {"temperature": 0.7, "top_p": 0.9, "top_k": 5, "score_filtered": True},
     "guidance": {"cfg_scale": 1.0},
-    "eos controls": {"logits_eos_inf": True, "confidence_eos_eot_inf": True, "stop_on_eos": False,
+    "eos controls": {"logits_eos_inf": True, "confidence_eos_eot_inf": True, "stop_on_eos": False, "early_stop": True,
                      "stop_ids": (5, 6)},
     "randomness": {"seed": 7},
     "kv cache": {"kv_cache": "prefix", "cache_extra_forward": True},

@@ -180,6 +180,12 @@ class AttnStatsRequest:
     key_mask: torch.Tensor | None = None
     heads: tuple[int, ...] | None = None
     return_probs: bool = False
+    share_probs: bool = False
+    """share_probs: a requested layer attends eagerly (float32 ``softmax(q k^T * scale + mask)``,
+    per chunk of query rows) and the same probabilities give both its output and the statistics,
+    instead of SDPA plus a second score pass (cheaper when the statistics cover most query rows;
+    the output matches SDPA to float rounding). Off: SDPA for every layer, statistics recomputed
+    from Q, K and the log-sum-exp of the selected rows only."""
 
 
 @dataclass
@@ -277,6 +283,77 @@ def attention_statistics(
     return col_sum, row_sum, probs
 
 
+def attention_with_statistics(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    req: AttnStatsRequest,
+    scale: float,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+    """Eager attention of one layer and its statistics from the same probabilities.
+
+    q ``[B, H, n, D]``, k/v ``[B, H_kv, N, D]``, mask as in ``attention_statistics``. Returns the
+    attention output ``[B, H, n, D]`` (q's dtype) and ``(col_sum, row_sum, probs)`` exactly as
+    ``attention_statistics`` defines them (``AttnStatsRequest.share_probs``). Probabilities are
+    float32 ``exp(s - logsumexp(s))`` per chunk of query rows; fully masked rows give zeros.
+    """
+    bsz, num_heads, n, head_dim = q.shape
+    n_keys = k.shape[2]
+    groups = num_heads // k.shape[1]
+    kf, vf = k.float(), v.float()
+    if groups > 1:
+        kf, vf = kf.repeat_interleave(groups, dim=1), vf.repeat_interleave(groups, dim=1)
+    rows = _query_rows(req.query_index, bsz, n, q.device)  # [B, q] or None
+    key_mask = _key_mask(req.key_mask, bsz, n_keys, q.device)
+    heads = list(req.heads) if req.heads is not None else None
+    weight = None
+    if rows is not None:  # how often each query row is selected (duplicates count twice)
+        weight = torch.zeros(bsz, n, dtype=torch.float32, device=q.device)
+        weight.scatter_add_(1, rows, torch.ones(rows.shape, dtype=torch.float32, device=q.device))
+    qf = q.float()
+    out = torch.empty(bsz, num_heads, n, head_dim, dtype=torch.float32, device=q.device)
+    col_sum = torch.zeros(bsz, n_keys, dtype=torch.float32, device=q.device)
+    row_parts, prob_parts = [], []
+    for start in range(0, n, _STATS_CHUNK):
+        stop = min(start + _STATS_CHUNK, n)
+        scores = torch.matmul(qf[:, :, start:stop], kf.transpose(-1, -2)) * scale
+        if mask is not None:
+            m = mask[:, :, start:stop] if mask.shape[2] != 1 else mask
+            scores = scores.masked_fill(~m, float("-inf"))
+        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+        probs = torch.nan_to_num(torch.exp(scores - lse), nan=0.0)  # fully masked rows: zeros
+        out[:, :, start:stop] = torch.matmul(probs, vf)
+        mean = (probs if heads is None else probs[:, heads]).mean(dim=1)  # [B, rows, N]
+        if weight is None:
+            col_sum += mean.sum(dim=1)
+        else:
+            col_sum += (mean * weight[:, start:stop, None]).sum(dim=1)
+        if key_mask is not None:
+            row_parts.append((mean * key_mask[:, None, :]).sum(-1))
+        if req.return_probs:
+            prob_parts.append(mean)
+    row_sum = torch.cat(row_parts, dim=1) if key_mask is not None else None
+    probs_out = torch.cat(prob_parts, dim=1) if req.return_probs else None
+    if rows is not None:
+        if row_sum is not None:
+            row_sum = torch.gather(row_sum, 1, rows)
+        if probs_out is not None:
+            probs_out = torch.gather(probs_out, 1, rows[:, :, None].expand(-1, -1, n_keys))
+    return out.to(q.dtype), (col_sum, row_sum, probs_out)
+
+
+def _key_mask(key_mask: torch.Tensor | None, bsz: int, n_keys: int, device: torch.device) -> torch.Tensor | None:
+    if key_mask is None:
+        return None
+    key_mask = key_mask.to(device)
+    if key_mask.shape != (bsz, n_keys):
+        raise ValueError(
+            f"AttnStatsRequest.key_mask has shape {tuple(key_mask.shape)} (accepted: [B, n_keys] = [{bsz}, {n_keys}])"
+        )
+    return key_mask.bool()
+
+
 def _query_rows(index: torch.Tensor | None, bsz: int, n: int, device: torch.device) -> torch.Tensor | None:
     if index is None:
         return None
@@ -367,12 +444,15 @@ class DecoderLayer(nn.Module):
             k_all, v_all = k, v
         scale = 1.0 / math.sqrt(self.head_dim)
         groups = self.num_heads // self.num_kv_heads
-        k_rep = k_all.repeat_interleave(groups, dim=1) if groups > 1 else k_all
-        v_rep = v_all.repeat_interleave(groups, dim=1) if groups > 1 else v_all
-        attn = F.scaled_dot_product_attention(q, k_rep, v_rep, attn_mask=mask, scale=scale)
         layer_stats = None
-        if stats is not None:
-            layer_stats = attention_statistics(q, k_all, mask, stats, scale)
+        if stats is not None and stats.share_probs:
+            attn, layer_stats = attention_with_statistics(q, k_all, v_all, mask, stats, scale)
+        else:
+            k_rep = k_all.repeat_interleave(groups, dim=1) if groups > 1 else k_all
+            v_rep = v_all.repeat_interleave(groups, dim=1) if groups > 1 else v_all
+            attn = F.scaled_dot_product_attention(q, k_rep, v_rep, attn_mask=mask, scale=scale)
+            if stats is not None:
+                layer_stats = attention_statistics(q, k_all, mask, stats, scale)
         attn = attn.transpose(1, 2).reshape(bsz, n, self.num_heads * self.head_dim)
         x = x + self.part("o")(attn)
         h = self.part("mlp_norm")(x)
