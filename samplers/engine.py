@@ -236,6 +236,11 @@ class _Run:
             logits = logits.clone()
             logits[..., list(self.eos_only)] = float("-inf")
         filtered = filter_logits(logits, cfg.top_k, cfg.top_p)
+        if gens is not None:
+            # a row with nothing to commit in this step draws nothing, so its random stream is the
+            # same whether it waits for batch-mates or decodes alone (batched == one-by-one)
+            live = eligible.any(1).tolist()
+            gens = tuple(g if on else None for g, on in zip(gens, live))
         if cfg.temperature > 0:
             x0 = self._gumbel_argmax(filtered, cfg.temperature, gens)
         else:
@@ -279,6 +284,7 @@ class _Run:
         else:
             u = torch.stack([
                 torch.rand(l64.shape[1:], dtype=torch.float64, generator=g, device=g.device).to(l64.device)
+                if g is not None else torch.full(l64.shape[1:], 0.5, dtype=torch.float64, device=l64.device)
                 for g in gens
             ])
         u = u.clamp(min=torch.finfo(torch.float64).tiny)

@@ -45,8 +45,9 @@ class RandomSampler:
         b, n = state.positions.shape
         if state.generators is None:
             return torch.rand((b, n), dtype=torch.float64, device=state.positions.device)
-        rows = [
+        rows = [  # a row without a generator this step has nothing to commit: no draw
             torch.rand((n,), dtype=torch.float64, generator=g, device=g.device)
+            if g is not None else torch.zeros((n,), dtype=torch.float64, device=state.positions.device)
             for g in state.generators
         ]
         return torch.stack(rows).to(state.positions.device)

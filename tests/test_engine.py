@@ -233,6 +233,23 @@ def test_batched_equals_one_by_one(loaded, family):
     assert not bool((batched.sequences == adapter.mask_id).any())
 
 
+@pytest.mark.parametrize("options", [
+    dict(commit="threshold", threshold=0.3, temperature=0.9),
+    dict(sampler="random", temperature=0.7),
+])
+def test_batched_equals_one_by_one_when_rows_finish_blocks_at_different_steps(loaded, options):
+    """Threshold rules finish a row's block early; while it waits for its batch-mates it must not
+    consume random draws, or its later tokens would differ from decoding it alone."""
+    model, adapter = loaded["llada"]
+    prompts = [[65, 66, 67, 68, 69, 70, 71], [80, 81, 82], [90, 91, 92, 93, 94]]
+    opts = dict(gen_length=8, steps=8, block_length=4, seed=99, **options)
+    ids, am = _padded(prompts, adapter.pad_id)
+    batched = generate(model, ids, attention_mask=am, adapter=adapter, **opts)
+    for r, prompt in enumerate(prompts):
+        single = generate(model, torch.tensor([prompt]), adapter=adapter, **opts)
+        assert batched.sequences[r, ids.shape[1]:].tolist() == single.sequences[0, len(prompt):].tolist(), f"row {r}"
+
+
 def test_same_seed_same_tokens_other_seed_differs(loaded):
     model, adapter = loaded["llada"]
     ids = torch.tensor([[65, 66, 67, 68]])
