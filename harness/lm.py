@@ -229,7 +229,9 @@ class DLLM(TemplateLM):
         # fail fast on an invalid option combination (with a typical request)
         cfg_cls = decode_config_class()
         cfg_cls(**resolve_decode_options(self.args.decode, self.adapter.name, {}, self.adapter.block_size)[0])
-        self._stats = {"nfe": 0, "generated_rows": 0, "tpf_weighted": 0.0, "ll_forwards": 0}
+        # nfe: model forward calls (a batch forward counts once); nfe_rows: forwards summed over
+        # the rows that were still decoding (per-sample NFE = nfe_rows / generated_rows)
+        self._stats = {"nfe": 0, "nfe_rows": 0, "tokens_committed": 0, "generated_rows": 0, "ll_forwards": 0}
         self._global_stats: dict[str, Any] | None = None
         self._configs_used: dict[str, dict[str, Any]] = {}
         self.request_cache: RequestCache | None = None
@@ -416,8 +418,9 @@ class DLLM(TemplateLM):
                 adapter=self.adapter, config=config,
             )
         self._stats["nfe"] += int(res.nfe)
+        self._stats["nfe_rows"] += int(sum(res.stats["nfe_rows"]))
+        self._stats["tokens_committed"] += int(res.stats["tokens_committed"])
         self._stats["generated_rows"] += len(prompts)
-        self._stats["tpf_weighted"] += float(res.tokens_per_forward) * len(prompts)
         stops = set(self.adapter.eos_ids) | set(config.stop_ids or ())
         out = []
         for row in res.sequences[:, width:].tolist():
@@ -681,7 +684,9 @@ class DLLM(TemplateLM):
             "nfe_total": stats["nfe"],
             "loglikelihood_forwards": stats["ll_forwards"],
             "generated_rows": rows,
-            "tokens_per_forward": (stats["tpf_weighted"] / rows) if rows else None,
+            "nfe_per_sample": (stats["nfe_rows"] / rows) if rows else None,
+            # per sequence: tokens committed / forwards that sequence took part in
+            "tokens_per_forward": (stats["tokens_committed"] / stats["nfe_rows"]) if stats["nfe_rows"] else None,
             "world_size": self._world_size,
             "request_cache": (
                 {"dir": str(self.request_cache.dir), "model_key": self.request_cache.key,

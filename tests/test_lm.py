@@ -166,7 +166,9 @@ def _fake_engine(lm, plans: dict[int, list[int]], calls: list):
             plan = plans[real] + [lm.adapter.mask_id] * config.gen_length
             rows.append(plan[: config.gen_length])
         gen = torch.tensor(rows, dtype=torch.long)
-        return SimpleNamespace(sequences=torch.cat([input_ids, gen], dim=1), nfe=7, tokens_per_forward=2.0)
+        b = input_ids.shape[0]  # each row: 7 forwards, 14 tokens committed -> 2 tokens/forward
+        return SimpleNamespace(sequences=torch.cat([input_ids, gen], dim=1), nfe=7, tokens_per_forward=2.0 * b,
+                               stats={"nfe_rows": [7] * b, "tokens_committed": 14 * b})
 
     return fake
 
@@ -195,7 +197,8 @@ def test_generate_until_batches_by_length_and_cuts_at_until_and_eos(llada_lm, mo
     assert first.ids[1, -1].item() == lm.tok_encode("dddddd")[-1]
     assert first.mask[1].tolist() == [0, 0] + [1] * 6
     info = lm.get_model_info()
-    assert info["nfe_total"] >= 14 and info["tokens_per_forward"] == 2.0
+    # per-sample numbers do not depend on the batch size (batches of 3 and 2 here)
+    assert info["nfe_total"] == 14 and info["nfe_per_sample"] == 7 and info["tokens_per_forward"] == 2.0
 
 
 def test_eos_cut_and_token_budget(llada_lm, monkeypatch):
