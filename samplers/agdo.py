@@ -39,4 +39,4 @@ class AgdoSampler:
         import torch
 
         valid = state.attn.row_sum[-1].to(torch.float64)  # [B, n] over the input rows
-        return state.attn_at(valid)
+        return state.attn_at_rows(valid)

@@ -42,8 +42,11 @@ class StepState:
 
     Tensors are ``[B, n]`` unless stated. ``positions`` are absolute column indices into the
     full sequence ``x`` (prompt included, left padding kept); ``attn`` (when requested) is the
-    model's ``AttnStats`` over the forward's input columns, and ``attn_offset`` is the column of
-    ``x`` where that input starts (so the statistics of position p are at ``p - attn_offset``).
+    model's ``AttnStats``: its per-key values (``col_sum``) start at column ``attn_offset`` of ``x``
+    and its per-query-row values (``row_sum``) at column ``attn_row_offset`` (so position p is at
+    ``p - offset``). Without a KV cache both are 0 (the forward ran the whole sequence); with a
+    cache the keys are still the whole sequence (offset 0) while the statistics' query rows are
+    the current block's (``attn_row_offset`` = the block's first column).
     """
 
     logits: torch.Tensor
@@ -68,6 +71,7 @@ class StepState:
     """Temperature of the scoring distribution (1 unless ``score_filtered``)."""
     attn: Any = None
     attn_offset: int = 0
+    attn_row_offset: int = 0
     generators: tuple | None = None
     """One ``torch.Generator`` per row (or None: the global RNG)."""
 
@@ -81,6 +85,10 @@ class StepState:
     def attn_at(self, values: torch.Tensor) -> torch.Tensor:
         """Gather ``[B, n_keys]`` per-column attention values at ``positions`` -> ``[B, n]``."""
         return values.gather(1, self.positions - self.attn_offset)
+
+    def attn_at_rows(self, values: torch.Tensor) -> torch.Tensor:
+        """Gather ``[B, n_rows]`` per-query-row attention values at ``positions`` -> ``[B, n]``."""
+        return values.gather(1, self.positions - self.attn_row_offset)
 
 
 @runtime_checkable
@@ -97,8 +105,11 @@ class AttentionSampler(Sampler, Protocol):
     """A sampler that needs attention statistics from the same forward."""
 
     def attention_request(self, masked: torch.Tensor, known: torch.Tensor) -> Any:
-        """Build the model's ``AttnStatsRequest`` from ``[B, n]`` masks over the forward input:
-        ``masked`` (mask tokens) and ``known`` (real, non-mask tokens)."""
+        """Build the model's ``AttnStatsRequest`` from ``masked`` ``[B, n_rows]`` (mask tokens among
+        the query rows the statistics may cover: the whole sequence without a KV cache, the
+        current block with one; ``query_index`` is relative to these rows) and ``known``
+        ``[B, n_keys]`` (real, non-mask tokens among the keys). The engine places the rows in
+        the forward's input."""
         ...
 
 

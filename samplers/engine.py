@@ -21,6 +21,12 @@ Forward plans, chosen from the options and the adapter (never from a family name
   against the cache and then run once more to store its keys ("store-kv" forward, counted in
   the NFE as the reference does); the sequence is rounded up to whole blocks.
 
+Attention samplers (``attn``, ``agdo``) get their statistics from the same forward as the
+logits, in every plan. Without a cache they cover the whole sequence (the references'
+semantics); with a cache (prefix, dual, block-causal) they cover the current block's query rows
+only, against every key of the sequence (cached keys included), so a cached step never computes
+attention scores outside its block.
+
 ``nfe`` counts model forward calls exactly (a guidance forward of 2B rows is one call). With a
 ``seed``, every row draws from its own generator, and positions are drawn per block, so a row's
 tokens do not depend on its batch-mates or on padding.
@@ -134,12 +140,6 @@ def generate(
                 f"{getattr(adapter, 'name', type(model).__name__)} model cannot provide; accepted: "
                 "a sampler without attention (confidence, margin, entropy, random, sequential)"
             )
-        if kv != "none" or block_causal:
-            raise ValueError(
-                f"sampler {config.sampler!r} needs full forwards for its attention statistics; "
-                f"accepted: kv_cache='none' on a bidirectional model (got kv_cache={kv!r}"
-                f"{', block-causal model' if block_causal else ''})"
-            )
     stop_ids = tuple(config.stop_ids) if config.stop_ids is not None else tuple(adapter.eos_ids)
     run = _Run(model, adapter, config, sampler, stop_ids, kv, progress)
     with torch.no_grad():
@@ -225,7 +225,8 @@ class _Run:
     # -- one denoising step on a block's logits --------------------------------------------------
     def _step(self, x: torch.Tensor, lo: int, hi: int, logits: torch.Tensor, active: torch.Tensor,
               block: int, block_step: int, plan: torch.Tensor | None, steps: int,
-              known: torch.Tensor, attn: Any, attn_offset: int, gens: tuple | None, rows_nfe: torch.Tensor) -> None:
+              known: torch.Tensor, attn: Any, attn_offsets: tuple[int, int], gens: tuple | None,
+              rows_nfe: torch.Tensor) -> None:
         import torch
 
         cfg = self.config
@@ -255,7 +256,8 @@ class _Run:
         state = StepState(
             logits=score_logits, x0=x0, confidence=confidence, eligible=eligible,
             positions=positions, known=known, step=self.step, block=block, block_step=block_step,
-            score_temperature=score_temp, attn=attn, attn_offset=attn_offset, generators=gens,
+            score_temperature=score_temp, attn=attn, attn_offset=attn_offsets[0],
+            attn_row_offset=attn_offsets[1], generators=gens,
         )
         scores = self.sampler.score(state).to(torch.float64)
         if cfg.confidence_eos_eot_inf:
@@ -290,10 +292,18 @@ class _Run:
         u = u.clamp(min=torch.finfo(torch.float64).tiny)
         return torch.argmax(l64 - temperature * torch.log(-torch.log(u)), dim=-1)
 
-    def _attn_request(self, masked: torch.Tensor, known: torch.Tensor) -> Any:
+    def _attn_request(self, masked: torch.Tensor, known: torch.Tensor, row_start: int = 0,
+                      n_rows: int | None = None) -> Any:
+        """The sampler's statistics request for a forward of ``n_rows`` input rows (default:
+        ``masked``'s width) whose candidate query rows, described by ``masked``, start at input
+        row ``row_start``; ``known`` covers the forward's keys."""
         if not getattr(self.sampler, "needs_attention", False):
             return None
-        return _share_probs(self.sampler.attention_request(masked, known), masked.shape[1])
+        req = self.sampler.attention_request(masked, known)
+        n = masked.shape[1] if n_rows is None else n_rows
+        if row_start or masked.shape[1] != n:
+            req = _place_rows(req, row_start, masked.shape[1], masked.device)
+        return _share_probs(req, n)
 
     # -- bidirectional models (LLaDA, Dream): prompt-aligned blocks ------------------------------
     def bidirectional(self, ids: torch.Tensor, am: torch.Tensor | None) -> GenerationResult:
@@ -362,7 +372,7 @@ class _Run:
                     break
                 masked = x == self.mask_id
                 known = real & ~masked
-                attn, attn_offset = None, 0
+                attn, offsets = None, (0, 0)
                 if self.kv == "none" or i == 0:
                     req = rows = None
                     if self.kv == "none":
@@ -379,6 +389,10 @@ class _Run:
                             un_masked = mk | pr
                             mk, kn = torch.cat([mk, un_masked]), torch.cat([kn, rl & ~un_masked])
                         req = self._attn_request(mk, kn)
+                    else:
+                        # cached decoding: the statistics cover the block's query rows only
+                        req = self._attn_request(masked[:, lo:hi], known, lo, total)
+                        offsets = (0, lo)
                     logits_all, out = full_forward(self.kv != "none", req, rows)
                     logits = logits_all[:, lo:hi]
                     if rows is not None:
@@ -400,9 +414,14 @@ class _Run:
                     if am is not None:
                         kw["attention_mask"] = mask4[:, :, c0:c1, :]
                         kw["position_ids"] = pos_ids[:, c0:c1]
+                    req = self._attn_request(masked[:, lo:hi], known, lead, c1 - c0)
+                    if req is not None:
+                        kw["attn_stats"] = req
                     out = self._call(x[:, c0:c1], **kw)
                     logits = adapter.align_logits(out.logits)[:, lead:lead + bl]
-                self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, attn, attn_offset, gens, rows_nfe)
+                    if req is not None:
+                        attn, offsets = out.attn_stats, (0, lo)
+                self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, attn, offsets, gens, rows_nfe)
                 i += 1
                 bar.update(1)
                 if cfg.early_stop:
@@ -483,10 +502,15 @@ class _Run:
                 if not bool(eligible_any) or i >= self._max_steps(steps, bl):
                     break
                 kw = {"past_key_values": cache, "cache_position": lo} if cache is not None else {}
+                masked = x[:, :hi] == self.mask_id
+                known = ~masked
+                req = self._attn_request(masked[:, lo:hi], known)
+                if req is not None:
+                    kw["attn_stats"] = req
                 out = self._call(x[:, lo:hi], **kw)
                 logits = adapter.align_logits(out.logits)
-                known = x[:, lo:hi] != self.mask_id
-                self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, None, lo, gens, rows_nfe)
+                attn = out.attn_stats if req is not None else None
+                self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, attn, (0, lo), gens, rows_nfe)
                 i += 1
                 bar.update(1)
                 if cfg.early_stop:
@@ -561,6 +585,19 @@ def _share_probs(req: Any, n: int) -> Any:
     if hasattr(req, "share_probs") and (rows is None or 2 * int(rows.shape[-1]) >= n):
         return replace(req, share_probs=True)
     return req
+
+
+def _place_rows(req: Any, start: int, n: int, device: Any) -> Any:
+    """``req`` with its query rows (relative to a ``n``-row region; None = all of them) moved to
+    input rows ``start + ...``."""
+    import torch
+
+    rows = req.query_index
+    if rows is None:
+        rows = torch.arange(start, start + n, device=device)
+    else:
+        rows = rows + start
+    return replace(req, query_index=rows)
 
 
 def _scatter_rows(t: torch.Tensor, rows: torch.Tensor, b: int) -> torch.Tensor:
