@@ -38,5 +38,5 @@ class AgdoSampler:
     def score(self, state: StepState) -> torch.Tensor:
         import torch
 
-        valid = state.attn.row_sum[-1].to(torch.float64)  # [B, n] over the input rows
-        return state.attn_at_rows(valid)
+        valid = state.attn.row_sum[-1]  # [B, n_rows] over the statistics' query rows
+        return state.attn_at_rows(valid).to(torch.float64)

@@ -71,5 +71,6 @@ class AttnSampler:
     def score(self, state: StepState) -> torch.Tensor:
         import torch
 
-        col = state.attn.col_sum.sum(0).to(torch.float64)  # [B, n_keys], summed over layers
-        return state.attn_at(col)
+        cols = state.attn.col_sum  # [layers, B, n_keys]
+        col = cols[0] if cols.shape[0] == 1 else cols.sum(0)
+        return state.attn_at(col).to(torch.float64)

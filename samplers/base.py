@@ -84,11 +84,16 @@ class StepState:
 
     def attn_at(self, values: torch.Tensor) -> torch.Tensor:
         """Gather ``[B, n_keys]`` per-column attention values at ``positions`` -> ``[B, n]``."""
-        return values.gather(1, self.positions - self.attn_offset)
+        return _gather_at(values, self.positions, self.attn_offset)
 
     def attn_at_rows(self, values: torch.Tensor) -> torch.Tensor:
         """Gather ``[B, n_rows]`` per-query-row attention values at ``positions`` -> ``[B, n]``."""
-        return values.gather(1, self.positions - self.attn_row_offset)
+        return _gather_at(values, self.positions, self.attn_row_offset)
+
+
+def _gather_at(values: torch.Tensor, positions: torch.Tensor, offset: int) -> torch.Tensor:
+    """``values[b, positions[b, j] - offset]``."""
+    return values.gather(1, positions - offset if offset else positions)
 
 
 @runtime_checkable

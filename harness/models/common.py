@@ -234,7 +234,7 @@ def attention_statistics(
 
     q ``[B, H, n, D]``, k ``[B, H_kv, N, D]``, mask bool broadcastable to ``[B, 1, n, N]``
     (True = may attend) or None. Probabilities are formed per chunk of query rows as
-    ``exp(s - logsumexp(s))``; fully masked rows (padding queries) have zero probabilities.
+    ``softmax(s)`` (float32); fully masked rows (padding queries) have zero probabilities.
     """
     bsz, num_heads, n, _ = q.shape
     n_keys = k.shape[2]
@@ -265,13 +265,7 @@ def attention_statistics(
     row_parts, prob_parts = [], []
     for start in range(0, n_rows, _STATS_CHUNK):
         stop = min(start + _STATS_CHUNK, n_rows)
-        scores = torch.matmul(qf[:, :, start:stop], kf.transpose(-1, -2)) * scale
-        if mask is not None:
-            m = mask[:, :, start:stop] if mask.shape[2] != 1 else mask
-            scores = scores.masked_fill(~m, float("-inf"))
-        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
-        probs = torch.exp(scores - lse)
-        probs = torch.nan_to_num(probs, nan=0.0)  # fully masked rows: -inf - -inf
+        probs = _softmax_probs(torch.matmul(qf[:, :, start:stop], kf.transpose(-1, -2)), mask, start, stop, scale)
         mean = probs.mean(dim=1)  # [B, rows, N]
         col_sum += mean.sum(dim=1)
         if key_mask is not None:
@@ -281,6 +275,19 @@ def attention_statistics(
     row_sum = torch.cat(row_parts, dim=1) if key_mask is not None else None
     probs = torch.cat(prob_parts, dim=1) if req.return_probs else None
     return col_sum, row_sum, probs
+
+
+def _softmax_probs(scores: torch.Tensor, mask: torch.Tensor | None, start: int, stop: int,
+                   scale: float) -> torch.Tensor:
+    """float32 ``softmax(scores * scale)`` over keys for query rows ``[start, stop)`` with ``mask``
+    (True = may attend; rows ``start:stop`` of it, or broadcast); fully masked rows (padding
+    queries) get zeros. ``scores`` is a fresh tensor and is modified in place."""
+    scores.mul_(scale)
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    m = mask[:, :, start:stop] if mask.shape[2] != 1 else mask
+    scores.masked_fill_(~m, float("-inf"))
+    return torch.softmax(scores, dim=-1).nan_to_num_(nan=0.0)
 
 
 def attention_with_statistics(
@@ -296,7 +303,7 @@ def attention_with_statistics(
     q ``[B, H, n, D]``, k/v ``[B, H_kv, N, D]``, mask as in ``attention_statistics``. Returns the
     attention output ``[B, H, n, D]`` (q's dtype) and ``(col_sum, row_sum, probs)`` exactly as
     ``attention_statistics`` defines them (``AttnStatsRequest.share_probs``). Probabilities are
-    float32 ``exp(s - logsumexp(s))`` per chunk of query rows; fully masked rows give zeros.
+    float32 ``softmax(s)`` per chunk of query rows; fully masked rows give zeros.
     """
     bsz, num_heads, n, head_dim = q.shape
     n_keys = k.shape[2]
@@ -312,27 +319,30 @@ def attention_with_statistics(
         weight = torch.zeros(bsz, n, dtype=torch.float32, device=q.device)
         weight.scatter_add_(1, rows, torch.ones(rows.shape, dtype=torch.float32, device=q.device))
     qf = q.float()
-    out = torch.empty(bsz, num_heads, n, head_dim, dtype=torch.float32, device=q.device)
-    col_sum = torch.zeros(bsz, n_keys, dtype=torch.float32, device=q.device)
-    row_parts, prob_parts = [], []
+    n_heads = num_heads if heads is None else len(heads)
+    need_mean = key_mask is not None or req.return_probs
+    out_parts, row_parts, prob_parts = [], [], []
+    col_sum = None
     for start in range(0, n, _STATS_CHUNK):
         stop = min(start + _STATS_CHUNK, n)
-        scores = torch.matmul(qf[:, :, start:stop], kf.transpose(-1, -2)) * scale
-        if mask is not None:
-            m = mask[:, :, start:stop] if mask.shape[2] != 1 else mask
-            scores = scores.masked_fill(~m, float("-inf"))
-        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
-        probs = torch.nan_to_num(torch.exp(scores - lse), nan=0.0)  # fully masked rows: zeros
-        out[:, :, start:stop] = torch.matmul(probs, vf)
-        mean = (probs if heads is None else probs[:, heads]).mean(dim=1)  # [B, rows, N]
-        if weight is None:
-            col_sum += mean.sum(dim=1)
+        probs = _softmax_probs(torch.matmul(qf[:, :, start:stop], kf.transpose(-1, -2)), mask, start, stop, scale)
+        out_parts.append(torch.matmul(probs, vf))
+        sel = probs if heads is None else probs[:, heads]
+        if need_mean:
+            mean = sel.mean(dim=1)  # [B, rows, N]
+            part = mean.sum(dim=1) if weight is None else (mean * weight[:, start:stop, None]).sum(dim=1)
+        elif weight is None:
+            part = sel.sum(dim=(1, 2)).div_(n_heads)
         else:
-            col_sum += (mean * weight[:, start:stop, None]).sum(dim=1)
+            part = (sel.sum(dim=1) * weight[:, start:stop, None]).sum(dim=1).div_(n_heads)
+        col_sum = part if col_sum is None else col_sum + part
         if key_mask is not None:
             row_parts.append((mean * key_mask[:, None, :]).sum(-1))
         if req.return_probs:
             prob_parts.append(mean)
+    out = out_parts[0] if len(out_parts) == 1 else torch.cat(out_parts, dim=2)
+    if col_sum is None:  # no query rows
+        col_sum = torch.zeros(bsz, n_keys, dtype=torch.float32, device=q.device)
     row_sum = torch.cat(row_parts, dim=1) if key_mask is not None else None
     probs_out = torch.cat(prob_parts, dim=1) if req.return_probs else None
     if rows is not None:
