@@ -30,10 +30,12 @@ class AgdoSampler:
     def from_config(cls, config: DecodeConfig) -> AgdoSampler:
         return cls(config.attn_heads)
 
-    def attention_request(self, masked: torch.Tensor, known: torch.Tensor) -> Any:
+    def attention_request(self, masked: torch.Tensor, known: torch.Tensor,
+                          keys_known: torch.Tensor | None = None) -> Any:
         from dllm_eval.harness.models.common import AttnStatsRequest
 
-        return AttnStatsRequest(layers=(-1,), key_mask=known, heads=self.heads)
+        keys = known if keys_known is None else keys_known
+        return AttnStatsRequest(layers=(-1,), key_mask=keys, heads=self.heads, col_sums=False)
 
     def score(self, state: StepState) -> torch.Tensor:
         import torch

@@ -54,18 +54,22 @@ class AttnSampler:
     def __init__(self, layers: tuple[int, ...] = (-1,), heads: tuple[int, ...] | None = None,
                  query: str = "all") -> None:
         self.layers, self.heads, self.query = tuple(layers), heads, query
+        self._all_request: Any = None
 
     @classmethod
     def from_config(cls, config: DecodeConfig) -> AttnSampler:
         return cls(config.attn_layers, config.attn_heads, config.attn_query)
 
-    def attention_request(self, masked: torch.Tensor, known: torch.Tensor) -> Any:
+    def attention_request(self, masked: torch.Tensor, known: torch.Tensor,
+                          keys_known: torch.Tensor | None = None) -> Any:
         from dllm_eval.harness.models.common import AttnStatsRequest
 
         if self.query == "all":
-            rows = None
-        else:
-            rows = query_rows(masked if self.query == "masked" else known)
+            # the same request at every step: built once
+            if self._all_request is None:
+                self._all_request = AttnStatsRequest(layers=self.layers, heads=self.heads)
+            return self._all_request
+        rows = query_rows(masked if self.query == "masked" else known)
         return AttnStatsRequest(layers=self.layers, query_index=rows, heads=self.heads)
 
     def score(self, state: StepState) -> torch.Tensor:

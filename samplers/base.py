@@ -109,12 +109,14 @@ class Sampler(Protocol):
 class AttentionSampler(Sampler, Protocol):
     """A sampler that needs attention statistics from the same forward."""
 
-    def attention_request(self, masked: torch.Tensor, known: torch.Tensor) -> Any:
-        """Build the model's ``AttnStatsRequest`` from ``masked`` ``[B, n_rows]`` (mask tokens among
-        the query rows the statistics may cover: the whole sequence without a KV cache, the
-        current block with one; ``query_index`` is relative to these rows) and ``known``
-        ``[B, n_keys]`` (real, non-mask tokens among the keys). The engine places the rows in
-        the forward's input."""
+    def attention_request(self, masked: torch.Tensor, known: torch.Tensor,
+                          keys_known: torch.Tensor | None = None) -> Any:
+        """Build the model's ``AttnStatsRequest``. ``masked`` / ``known`` ``[B, n_rows]``: mask
+        tokens / real non-mask tokens among the query rows the statistics may cover (the whole
+        sequence without a KV cache, the current block with one; ``query_index`` is relative to
+        these rows, the engine places them in the forward's input); ``keys_known``
+        ``[B, n_keys]``: real non-mask tokens among the forward's keys (None: the rows are the
+        keys, ``known``)."""
         ...
 
 

@@ -191,6 +191,7 @@ class _Run:
         self.nfe_store = 0
         self.forward_rows: list[int] = []
         self.trace: list[dict] = []
+        self._last_request: tuple = (None, None)
         self.step = 0
         eot = getattr(adapter, "eot_id", None)
         self.eos_only = tuple(i for i in stop_ids if i != eot) or stop_ids
@@ -292,18 +293,23 @@ class _Run:
         u = u.clamp(min=torch.finfo(torch.float64).tiny)
         return torch.argmax(l64 - temperature * torch.log(-torch.log(u)), dim=-1)
 
-    def _attn_request(self, masked: torch.Tensor, known: torch.Tensor, row_start: int = 0,
-                      n_rows: int | None = None) -> Any:
+    def _attn_request(self, masked: torch.Tensor, known: torch.Tensor, keys_known: torch.Tensor | None = None,
+                      row_start: int = 0, n_rows: int | None = None) -> Any:
         """The sampler's statistics request for a forward of ``n_rows`` input rows (default:
-        ``masked``'s width) whose candidate query rows, described by ``masked``, start at input
-        row ``row_start``; ``known`` covers the forward's keys."""
+        ``masked``'s width) whose candidate query rows (``masked`` / ``known``) start at input row
+        ``row_start``; ``keys_known`` covers the forward's keys (None: the rows are the keys)."""
         if not getattr(self.sampler, "needs_attention", False):
             return None
-        req = self.sampler.attention_request(masked, known)
+        req = self.sampler.attention_request(masked, known, keys_known)
         n = masked.shape[1] if n_rows is None else n_rows
+        key = (id(req), row_start, masked.shape[1], n)
+        if self._last_request[0] == key and req.query_index is None and req.key_mask is None:
+            return self._last_request[1]  # a constant request (attn over all rows): reuse it
         if row_start or masked.shape[1] != n:
             req = _place_rows(req, row_start, masked.shape[1], masked.device)
-        return _share_probs(req, n)
+        out = _share_probs(req, n)
+        self._last_request = (key, out)
+        return out
 
     # -- bidirectional models (LLaDA, Dream): prompt-aligned blocks ------------------------------
     def bidirectional(self, ids: torch.Tensor, am: torch.Tensor | None) -> GenerationResult:
@@ -391,7 +397,7 @@ class _Run:
                         req = self._attn_request(mk, kn)
                     else:
                         # cached decoding: the statistics cover the block's query rows only
-                        req = self._attn_request(masked[:, lo:hi], known, lo, total)
+                        req = self._attn_request(masked[:, lo:hi], known[:, lo:hi], known, lo, total)
                         offsets = (0, lo)
                     logits_all, out = full_forward(self.kv != "none", req, rows)
                     logits = logits_all[:, lo:hi]
@@ -414,7 +420,7 @@ class _Run:
                     if am is not None:
                         kw["attention_mask"] = mask4[:, :, c0:c1, :]
                         kw["position_ids"] = pos_ids[:, c0:c1]
-                    req = self._attn_request(masked[:, lo:hi], known, lead, c1 - c0)
+                    req = self._attn_request(masked[:, lo:hi], known[:, lo:hi], known, lead, c1 - c0)
                     if req is not None:
                         kw["attn_stats"] = req
                     out = self._call(x[:, c0:c1], **kw)
@@ -504,7 +510,7 @@ class _Run:
                 kw = {"past_key_values": cache, "cache_position": lo} if cache is not None else {}
                 masked = x[:, :hi] == self.mask_id
                 known = ~masked
-                req = self._attn_request(masked[:, lo:hi], known)
+                req = self._attn_request(masked[:, lo:hi], known[:, lo:hi], known)
                 if req is not None:
                     kw["attn_stats"] = req
                 out = self._call(x[:, lo:hi], **kw)
@@ -582,8 +588,9 @@ def _share_probs(req: Any, n: int) -> Any:
     probabilities for the statistics (cheaper than SDPA plus a second score pass; the output
     equals SDPA's to float rounding). Few selected rows keep SDPA + row-wise statistics."""
     rows = getattr(req, "query_index", None)
-    if hasattr(req, "share_probs") and (rows is None or 2 * int(rows.shape[-1]) >= n):
-        return replace(req, share_probs=True)
+    if hasattr(req, "share_probs") and not req.share_probs and (rows is None or 2 * int(rows.shape[-1]) >= n):
+        # positional construction: dataclasses.replace costs more than the rest of the request
+        return type(req)(req.layers, rows, req.key_mask, req.heads, req.return_probs, True, req.col_sums)
     return req
 
 
@@ -622,7 +629,7 @@ def _rows(attn: Any, b: int) -> Any:
     """Attention statistics of the first ``b`` rows (the conditional half of a guidance batch)."""
     return replace(
         attn,
-        col_sum=attn.col_sum[:, :b],
+        col_sum=None if attn.col_sum is None else attn.col_sum[:, :b],
         row_sum=None if attn.row_sum is None else attn.row_sum[:, :b],
         probs=None if getattr(attn, "probs", None) is None else attn.probs[:, :b],
     )

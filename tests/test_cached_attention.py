@@ -143,3 +143,25 @@ def test_attn_parallel_dominance_with_dual_cache(loaded) -> None:
                    kv_cache="dual")
     counts = [len(t["committed"][0]) for t in res.stats["trace"]]
     assert all(c >= 1 for c in counts) and sum(counts) == 8
+
+
+@pytest.mark.parametrize("query", ["masked", "unmasked"])
+@pytest.mark.parametrize("kv_cache", ["prefix", "dual"])
+def test_attn_query_rows_with_cache_are_the_blocks(loaded, monkeypatch, kv_cache, query) -> None:
+    model, adapter = loaded["llada"]
+    prompt = torch.tensor([[65, 66, 67, 68, 69, 70]])
+    p, bl, gen = 6, 4, 8
+    calls, steps = _record(monkeypatch, model, AttnSampler)
+    generate(model, prompt, adapter=adapter, gen_length=gen, block_length=bl, steps=gen, sampler="attn",
+             attn_query=query, kv_cache=kv_cache)
+    assert len(steps) == gen
+    for j, (state, _, n_calls) in enumerate(steps):
+        _, kw = calls[n_calls - 1]
+        start = p + (j // bl) * bl if j % bl == 0 else 0  # full forward: absolute rows; cached: block first
+        masked = state.eligible[0]  # the block's mask positions before this step's commit
+        want = torch.nonzero(masked if query == "masked" else ~masked).flatten() + start
+        got = kw["attn_stats"].query_index
+        if want.numel() == 0:  # no such row in the block yet: every row of the block
+            want = torch.arange(bl) + start
+        rows = torch.arange(kw["attn_stats"].query_index.shape[-1]) if got is None else got.flatten()
+        assert rows.tolist() == want.tolist()

@@ -181,6 +181,9 @@ class AttnStatsRequest:
     heads: tuple[int, ...] | None = None
     return_probs: bool = False
     share_probs: bool = False
+    col_sums: bool = True
+    """col_sums: compute ``col_sum`` (False: ``AttnStats.col_sum`` is None, for callers that only
+    need ``row_sum``, such as AGDO's sampler)."""
     """share_probs: a requested layer attends eagerly (float32 ``softmax(q k^T * scale + mask)``,
     per chunk of query rows) and the same probabilities give both its output and the statistics,
     instead of SDPA plus a second score pass (cheaper when the statistics cover most query rows;
@@ -192,13 +195,14 @@ class AttnStatsRequest:
 class AttnStats:
     """Head-mean attention probabilities, reduced.
 
-    col_sum: ``[len(layers), B, n_keys]`` sum over the selected query rows.
+    col_sum: ``[len(layers), B, n_keys]`` sum over the selected query rows (None when the request
+        said ``col_sums=False``).
     row_sum: ``[len(layers), B, n or q]`` sum over the keys in ``key_mask`` (None without it).
     layers: the resolved (non-negative) layer indices.
     probs: ``[len(layers), B, n or q, n_keys]`` head-mean probabilities (only with return_probs).
     """
 
-    col_sum: torch.Tensor
+    col_sum: torch.Tensor | None
     row_sum: torch.Tensor | None
     layers: tuple[int, ...]
     probs: torch.Tensor | None = None
@@ -261,15 +265,17 @@ def attention_statistics(
             mask = mask.expand(bsz, 1, n, n_keys)
             mask = torch.gather(mask, 2, rows[:, None, :, None].expand(-1, 1, -1, n_keys))
     n_rows = qf.shape[2]
-    col_sum = torch.zeros(bsz, n_keys, dtype=torch.float32, device=q.device)
+    keys_f = None if key_mask is None else key_mask.float()[:, :, None]  # [B, N, 1]
+    col_sum = torch.zeros(bsz, n_keys, dtype=torch.float32, device=q.device) if req.col_sums else None
     row_parts, prob_parts = [], []
     for start in range(0, n_rows, _STATS_CHUNK):
         stop = min(start + _STATS_CHUNK, n_rows)
         probs = _softmax_probs(torch.matmul(qf[:, :, start:stop], kf.transpose(-1, -2)), mask, start, stop, scale)
         mean = probs.mean(dim=1)  # [B, rows, N]
-        col_sum += mean.sum(dim=1)
-        if key_mask is not None:
-            row_parts.append((mean * key_mask[:, None, :]).sum(-1))
+        if col_sum is not None:
+            col_sum += mean.sum(dim=1)
+        if keys_f is not None:
+            row_parts.append(torch.matmul(mean, keys_f)[..., 0])
         if req.return_probs:
             prob_parts.append(mean)
     row_sum = torch.cat(row_parts, dim=1) if key_mask is not None else None
@@ -320,7 +326,8 @@ def attention_with_statistics(
         weight.scatter_add_(1, rows, torch.ones(rows.shape, dtype=torch.float32, device=q.device))
     qf = q.float()
     n_heads = num_heads if heads is None else len(heads)
-    need_mean = key_mask is not None or req.return_probs
+    need_mean = req.return_probs
+    keys_f = None if key_mask is None else key_mask.float()[:, None, :, None]  # [B, 1, N, 1]
     out_parts, row_parts, prob_parts = [], [], []
     col_sum = None
     for start in range(0, n, _STATS_CHUNK):
@@ -328,20 +335,21 @@ def attention_with_statistics(
         probs = _softmax_probs(torch.matmul(qf[:, :, start:stop], kf.transpose(-1, -2)), mask, start, stop, scale)
         out_parts.append(torch.matmul(probs, vf))
         sel = probs if heads is None else probs[:, heads]
-        if need_mean:
-            mean = sel.mean(dim=1)  # [B, rows, N]
-            part = mean.sum(dim=1) if weight is None else (mean * weight[:, start:stop, None]).sum(dim=1)
-        elif weight is None:
-            part = sel.sum(dim=(1, 2)).div_(n_heads)
-        else:
-            part = (sel.sum(dim=1) * weight[:, start:stop, None]).sum(dim=1).div_(n_heads)
-        col_sum = part if col_sum is None else col_sum + part
-        if key_mask is not None:
-            row_parts.append((mean * key_mask[:, None, :]).sum(-1))
+        if keys_f is not None:  # each row's mass on the key set, head mean
+            row_parts.append(torch.matmul(sel, keys_f).mean(dim=1)[..., 0])
+        mean = sel.mean(dim=1) if need_mean else None  # [B, rows, N]
+        if req.col_sums:
+            if mean is not None:
+                part = mean.sum(dim=1) if weight is None else (mean * weight[:, start:stop, None]).sum(dim=1)
+            elif weight is None:
+                part = sel.sum(dim=(1, 2)).div_(n_heads)
+            else:
+                part = (sel.sum(dim=1) * weight[:, start:stop, None]).sum(dim=1).div_(n_heads)
+            col_sum = part if col_sum is None else col_sum + part
         if req.return_probs:
             prob_parts.append(mean)
     out = out_parts[0] if len(out_parts) == 1 else torch.cat(out_parts, dim=2)
-    if col_sum is None:  # no query rows
+    if col_sum is None and req.col_sums:  # no query rows
         col_sum = torch.zeros(bsz, n_keys, dtype=torch.float32, device=q.device)
     row_sum = torch.cat(row_parts, dim=1) if key_mask is not None else None
     probs_out = torch.cat(prob_parts, dim=1) if req.return_probs else None
@@ -650,10 +658,12 @@ class DiffusionLM(PreTrainedModel):
         stats = None
         if attn_stats is not None:
             def gather(j: int) -> torch.Tensor:
+                if len(stats_layers) == 1:
+                    return layer_out[stats_layers[0]][j].unsqueeze(0)
                 return torch.stack([layer_out[i][j] for i in stats_layers])
 
             stats = AttnStats(
-                col_sum=gather(0),
+                col_sum=gather(0) if attn_stats.col_sums else None,
                 row_sum=None if attn_stats.key_mask is None else gather(1),
                 layers=stats_layers,
                 probs=gather(2) if attn_stats.return_probs else None,
