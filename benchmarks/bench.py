@@ -266,6 +266,8 @@ def _decode_sets(shape: str, prompt: int, gen: int, block: int, batch8: bool, at
         cases.append(Case("agdo 1 tok/step", shape, prompt, {**one, "sampler": "agdo", "kv_cache": "none"}))
     if attn_cached:
         cases.append(Case("attn dual 1 tok/step", shape, prompt, {**one, "sampler": "attn", "kv_cache": "dual"}))
+    if attn_cached and agdo:
+        cases.append(Case("agdo dual 1 tok/step", shape, prompt, {**one, "sampler": "agdo", "kv_cache": "dual"}))
     if batch8:
         cases.append(Case("uncached 1 tok/step", shape, prompt,
                           {**one, "sampler": "confidence", "kv_cache": "none"}, batch=8))
@@ -279,7 +281,7 @@ def _decode_sets(shape: str, prompt: int, gen: int, block: int, batch8: bool, at
 def synthetic_cases(quick: bool, device: str) -> list[Case]:
     """Random-weight settings for one device (sizes: prompt, gen_length, block_length)."""
     prompt, gen, block = (16, 32, 8) if quick else (32, 64, 16)
-    cases = _decode_sets("llada-tiny", prompt, gen, block, batch8=True, attn=True, attn_cached=not quick)
+    cases = _decode_sets("llada-tiny", prompt, gen, block, batch8=True, attn=True, attn_cached=True)
     cases += [
         Case("uncached 1 tok/step", "dream-tiny", prompt,
              {"gen_length": gen, "block_length": block, "steps": gen, "sampler": "confidence"}),
@@ -614,7 +616,8 @@ def target_checks(rows: list[dict], flops: list[dict], hardware: dict) -> list[d
         for shape in ("llada-tiny", "llada-small", "llada-8b"):
             base = dict(device=device, shape=shape, batch_size=1)
             for ref, setting in (("uncached 1 tok/step", "attn 1 tok/step"), ("uncached 1 tok/step", "agdo 1 tok/step"),
-                                 ("dual 1 tok/step", "attn dual 1 tok/step")):
+                                 ("dual 1 tok/step", "attn dual 1 tok/step"),
+                                 ("dual 1 tok/step", "agdo dual 1 tok/step")):
                 conf = _find(rows, setting=ref, **base)
                 other = _find(rows, setting=setting, **base)
                 if conf and other and conf["nfe"] == other["nfe"]:
