@@ -192,6 +192,7 @@ class _Run:
         self.forward_rows: list[int] = []
         self.trace: list[dict] = []
         self._last_request: tuple = (None, None)
+        self.keep_logits = _accepts(model, "logits_to_keep")
         self.step = 0
         eot = getattr(adapter, "eot_id", None)
         self.eos_only = tuple(i for i in stop_ids if i != eot) or stop_ids
@@ -340,8 +341,10 @@ class _Run:
         stopped = [False] * b
         bar = _progress(self.progress, cfg.num_blocks * steps)
 
-        def full_forward(use_cache: bool, attn_req: Any, rows: Any = None) -> tuple[torch.Tensor, Any]:
-            """Forward of the whole sequence of every row, or only of ``rows`` (LongTensor)."""
+        def full_forward(use_cache: bool, attn_req: Any, lo: int, hi: int,
+                         rows: Any = None) -> tuple[torch.Tensor, Any]:
+            """Forward of the whole sequence of every row, or only of ``rows`` (LongTensor); returns
+            the aligned logits of the block ``[lo, hi)`` and the model output."""
             xs = x if rows is None else x[rows]
             nb = xs.shape[0]
             xin, kw = xs, {}
@@ -358,8 +361,10 @@ class _Run:
                 kw["use_cache"] = True
             if attn_req is not None:
                 kw["attn_stats"] = attn_req
+            if self.keep_logits:  # the head runs on the block only (raw rows lo - lead ..)
+                kw["logits_to_keep"] = slice(lo - lead, hi - lead)
             out = self._call(xin, **kw)
-            logits = adapter.align_logits(out.logits)
+            logits = out.logits if self.keep_logits else adapter.align_logits(out.logits)[:, lo:hi]
             if cfg_on:
                 cond, unc = logits[:nb], logits[nb:]
                 logits = unc + (cfg.cfg_scale + 1) * (cond - unc)
@@ -399,8 +404,7 @@ class _Run:
                         # cached decoding: the statistics cover the block's query rows only
                         req = self._attn_request(masked[:, lo:hi], known[:, lo:hi], known, lo, total)
                         offsets = (0, lo)
-                    logits_all, out = full_forward(self.kv != "none", req, rows)
-                    logits = logits_all[:, lo:hi]
+                    logits, out = full_forward(self.kv != "none", req, lo, hi, rows)
                     if rows is not None:
                         logits = _scatter_rows(logits, rows, b)
                     if req is not None:
@@ -423,8 +427,13 @@ class _Run:
                     req = self._attn_request(masked[:, lo:hi], known[:, lo:hi], known, lead, c1 - c0)
                     if req is not None:
                         kw["attn_stats"] = req
+                    if self.keep_logits:
+                        kw["logits_to_keep"] = slice(0, bl)
                     out = self._call(x[:, c0:c1], **kw)
-                    logits = adapter.align_logits(out.logits)[:, lead:lead + bl]
+                    if self.keep_logits:  # raw row j scores position c0 + lead + j = lo + j
+                        logits = out.logits
+                    else:
+                        logits = adapter.align_logits(out.logits)[:, lead:lead + bl]
                     if req is not None:
                         attn, offsets = out.attn_stats, (0, lo)
                 self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, attn, offsets, gens, rows_nfe)
@@ -592,6 +601,17 @@ def _share_probs(req: Any, n: int) -> Any:
         # positional construction: dataclasses.replace costs more than the rest of the request
         return type(req)(req.layers, rows, req.key_mask, req.heads, req.return_probs, True, req.col_sums)
     return req
+
+
+def _accepts(model: Any, name: str) -> bool:
+    """Whether ``model``'s forward takes the keyword ``name`` (native families take
+    ``logits_to_keep``; other models get full logits)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _place_rows(req: Any, start: int, n: int, device: Any) -> Any:

@@ -285,3 +285,46 @@ def test_batched_rows_skip_finished_blocks_same_tokens(loaded, options) -> None:
     for r, prompt in enumerate(prompts):
         single = generate(model, torch.tensor([prompt]), adapter=adapter, **opts)
         assert batched.sequences[r, width:].tolist() == single.sequences[0, len(prompt):].tolist(), f"row {r}"
+
+
+# -- logits only where the engine reads them ------------------------------------------------------
+@pytest.mark.parametrize("fam", ["llada", "dream", "sdar"])
+def test_logits_to_keep_selects_positions(fixture_models, fam) -> None:
+    model = fixture_models[fam]
+    ids = torch.randint(0, 500, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids).logits
+        assert torch.allclose(model(ids, logits_to_keep=slice(4, 8)).logits, full[:, 4:8], atol=1e-5)
+        assert torch.allclose(model(ids, logits_to_keep=3).logits, full[:, -3:], atol=1e-5)
+        idx = torch.tensor([0, 5, 11])
+        assert torch.allclose(model(ids, logits_to_keep=idx).logits, full[:, idx], atol=1e-5)
+        assert model(ids, logits_to_keep=0).logits.shape == full.shape
+        with pytest.raises(ValueError, match="logits_to_keep=-1"):
+            model(ids, logits_to_keep=-1)
+
+
+@pytest.mark.parametrize("kv_cache", ["none", "prefix", "dual"])
+@pytest.mark.parametrize("fam", ["llada", "dream"])
+def test_engine_keeps_only_block_logits(loaded, monkeypatch, fam, kv_cache) -> None:
+    """The engine asks the head for the block's logits only, and decodes exactly what full logits give."""
+    from dllm_eval.samplers import engine
+
+    model, adapter = loaded[fam]
+    ids = torch.tensor([[65, 66, 67, 68, 69, 70, 71]])
+    options = dict(gen_length=8, block_length=4, steps=8, kv_cache=kv_cache, threshold=0.2)
+    widths = []
+    forward = model.forward
+
+    def spy(input_ids, logits_to_keep=0, **kw):
+        out = forward(input_ids, logits_to_keep=logits_to_keep, **kw)
+        widths.append(out.logits.shape[1])
+        return out
+
+    monkeypatch.setattr(model, "forward", spy)
+    fast = generate(model, ids, adapter=adapter, **options)
+    assert set(widths) == {4}
+    monkeypatch.setattr(engine, "_accepts", lambda m, name: False)
+    widths.clear()
+    slow = generate(model, ids, adapter=adapter, **options)
+    assert max(widths) > 4
+    assert torch.equal(fast.sequences, slow.sequences) and fast.nfe == slow.nfe

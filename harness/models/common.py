@@ -603,6 +603,7 @@ class DiffusionLM(PreTrainedModel):
         attn_stats: AttnStatsRequest | None = None,
         output_hidden_states: bool = False,
         return_dict: bool | None = None,
+        logits_to_keep: int | slice | torch.Tensor = 0,
     ) -> DiffusionLMOutput:
         """Raw logits ``[B, n, V]`` for ``input_ids`` placed at absolute positions
         ``cache_position + arange(n)`` (see docs/ARCHITECTURE.md section 1 for every argument)."""
@@ -654,6 +655,17 @@ class DiffusionLM(PreTrainedModel):
         x = final_norm(x)
         if output_hidden_states:
             hidden.append(x)
+        # logits_to_keep (transformers' convention): an int N > 0 keeps the last N positions, a
+        # slice or a 1-D index tensor the positions it selects; 0 keeps all. The output head is
+        # then only applied there (diffusion decoding needs one block's logits per forward).
+        if isinstance(logits_to_keep, slice):
+            x = x[:, logits_to_keep]
+        elif isinstance(logits_to_keep, torch.Tensor):
+            x = x.index_select(1, logits_to_keep.to(x.device).long())
+        elif int(logits_to_keep) > 0:
+            x = x[:, -int(logits_to_keep):]
+        elif int(logits_to_keep) < 0:
+            raise ValueError(f"logits_to_keep={logits_to_keep} is invalid (accepted: an int >= 0, a slice or an index tensor)")
         logits = F.linear(x, head.weight)
         stats = None
         if attn_stats is not None:
