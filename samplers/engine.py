@@ -443,15 +443,9 @@ class _Run:
                     self._early_stop(x, p, active, stopped)
                     if not bool(active.any()):
                         break
-            if cfg.early_stop and not bool(active.any()):
+            if (cfg.early_stop and not bool(active.any())) or self._block_end(x, p, hi, active, stopped):
                 break
-            if cfg.stop_on_eos:
-                self._stop(x, p, hi, active, stopped)
-                if not bool(active.any()):
-                    break
-        bar.close()
-        self._fill_stopped(x, p)
-        return self._result(x, x[:, p:], rows_nfe, stopped)
+        return self._finish(x, p, rows_nfe, stopped, bar)
 
     # -- block-causal models (SDAR): absolute blocks, prefix cache, store-kv forward -------------
     def block_causal(self, ids: torch.Tensor, am: torch.Tensor | None) -> GenerationResult:
@@ -535,15 +529,23 @@ class _Run:
             kw = {"past_key_values": cache, "cache_position": lo} if cache is not None else {}
             cache = self._call(x[:, lo:hi], store=True, use_cache=True, **kw).past_key_values
             rows_nfe += active.to(rows_nfe.dtype)
-            if cfg.stop_on_eos:
-                self._stop(x, p, hi, active, stopped)
-                if not bool(active.any()):
-                    break
+            if self._block_end(x, p, hi, active, stopped):
+                break
+        return self._finish(x, p, rows_nfe, stopped, bar)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _block_end(self, x: torch.Tensor, p: int, hi: int, active: torch.Tensor, stopped: list) -> bool:
+        """``stop_on_eos`` at the end of a block; True when no row is left to decode."""
+        if not self.config.stop_on_eos:
+            return False
+        self._stop(x, p, hi, active, stopped)
+        return not bool(active.any())
+
+    def _finish(self, x: torch.Tensor, p: int, rows_nfe: torch.Tensor, stopped: list, bar: Any) -> GenerationResult:
         bar.close()
         self._fill_stopped(x, p)
         return self._result(x, x[:, p:], rows_nfe, stopped)
 
-    # -- helpers ----------------------------------------------------------------------------------
     def _stop(self, x: torch.Tensor, p: int, hi: int, active: torch.Tensor, stopped: list) -> None:
         import torch
 
