@@ -228,33 +228,10 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
                 f"model_args {name}={value!r} is invalid; accepted: {_describe(inner)} values "
                 "separated by ';' (or a list)"
             ) from None
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"model_args {name}={value!r} is invalid; accepted: true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-            return int(value.strip())
-        raise ValueError(f"model_args {name}={value!r} is invalid; accepted: an integer")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"model_args {name}={value!r} is invalid; accepted: a number")
+    if tp in (bool, int, float):
+        from dllm_eval.samplers.config import to_bool, to_float, to_int
+
+        return {bool: to_bool, int: to_int, float: to_float}[tp](name, value, "model_args")
     if tp is str:
         if isinstance(value, str):
             return value.strip()

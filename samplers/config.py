@@ -45,25 +45,27 @@ KV_CACHE = ("none", "prefix", "dual")
 ATTN_QUERY = ("all", "masked", "unmasked")
 
 
-def _bad(option: str, value: Any, accepted: str) -> ValueError:
-    return ValueError(f"DecodeConfig option {option}={value!r} is invalid; accepted: {accepted}")
+def _bad(option: str, value: Any, accepted: str, what: str = "DecodeConfig option") -> ValueError:
+    return ValueError(f"{what} {option}={value!r} is invalid; accepted: {accepted}")
 
 
-def _to_bool(option: str, value: Any) -> bool:
+def to_bool(option: str, value: Any, what: str = "DecodeConfig option") -> bool:
+    """``value`` as a bool (true/false, 1/0, yes/no, on/off); a ValueError naming ``what option``."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"):
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
         return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no"):
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
         return False
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise _bad(option, value, "true or false")
+    raise _bad(option, value, "true or false", what)
 
 
-def _to_int(option: str, value: Any) -> int:
+def to_int(option: str, value: Any, what: str = "DecodeConfig option") -> int:
+    """``value`` as an int (an int, a whole float or an integer string)."""
     if isinstance(value, bool):
-        raise _bad(option, value, "an integer")
+        raise _bad(option, value, "an integer", what)
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -73,12 +75,13 @@ def _to_int(option: str, value: Any) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise _bad(option, value, "an integer")
+    raise _bad(option, value, "an integer", what)
 
 
-def _to_float(option: str, value: Any) -> float:
+def to_float(option: str, value: Any, what: str = "DecodeConfig option") -> float:
+    """``value`` as a float (a number or a numeric string)."""
     if isinstance(value, bool):
-        raise _bad(option, value, "a number")
+        raise _bad(option, value, "a number", what)
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
@@ -86,7 +89,9 @@ def _to_float(option: str, value: Any) -> float:
             return float(value.strip())
         except ValueError:
             pass
-    raise _bad(option, value, "a number")
+    raise _bad(option, value, "a number", what)
+
+
 
 
 def _optional(value: Any) -> bool:
@@ -96,11 +101,11 @@ def _optional(value: Any) -> bool:
 def _to_int_tuple(option: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, str):
         parts = [p for p in value.replace(";", ",").replace(" ", ",").split(",") if p]
-        return tuple(_to_int(option, p) for p in parts)
+        return tuple(to_int(option, p) for p in parts)
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
     if isinstance(value, (list, tuple)):
-        return tuple(_to_int(option, v) for v in value)
+        return tuple(to_int(option, v) for v in value)
     raise _bad(option, value, "an integer or a comma-separated list of integers")
 
 
@@ -200,18 +205,18 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         for name in ("gen_length", "steps"):
-            set_(self, name, _to_int(name, getattr(self, name)))
+            set_(self, name, to_int(name, getattr(self, name)))
         for name in ("block_length", "steps_per_block", "top_k", "seed"):
             value = getattr(self, name)
-            set_(self, name, None if _optional(value) else _to_int(name, value))
+            set_(self, name, None if _optional(value) else to_int(name, value))
         for name in ("eps", "alg_temp", "temperature", "cfg_scale"):
-            set_(self, name, _to_float(name, getattr(self, name)))
+            set_(self, name, to_float(name, getattr(self, name)))
         for name in ("threshold", "factor", "entropy_bound", "top_p"):
             value = getattr(self, name)
-            set_(self, name, None if _optional(value) else _to_float(name, value))
+            set_(self, name, None if _optional(value) else to_float(name, value))
         for name in ("score_filtered", "logits_eos_inf", "confidence_eos_eot_inf", "stop_on_eos",
                      "early_stop", "cache_extra_forward"):
-            set_(self, name, _to_bool(name, getattr(self, name)))
+            set_(self, name, to_bool(name, getattr(self, name)))
         set_(self, "attn_layers", _to_int_tuple("attn_layers", self.attn_layers))
         if not _optional(self.attn_heads):
             set_(self, "attn_heads", _to_int_tuple("attn_heads", self.attn_heads))
