@@ -126,10 +126,34 @@ class LLaDAConfig(PretrainedConfig):
         return self.embedding_size or self.vocab_size
 
 
-class DreamConfig(PretrainedConfig):
+_QWEN_FIELDS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling",
+    "mask_token_id", "use_sliding_window", "sliding_window",
+)
+
+
+class _QwenLikeConfig(PretrainedConfig):
+    """Fields and checks shared by the Qwen-layout families (Dream: Qwen2, SDAR: Qwen3)."""
+
+    family = ""
+
+    def _set_qwen_fields(self, values: dict[str, Any]) -> None:
+        """Store the shared constructor arguments (``values``: the subclass ``__init__``'s locals)."""
+        for name in _QWEN_FIELDS:
+            setattr(self, name, values[name])
+        self.num_key_value_heads = values["num_key_value_heads"] or values["num_attention_heads"]
+
+    def check_supported(self) -> None:
+        """Raise ValueError for official options the native model does not implement."""
+        _check_qwen_like(self, self.family)
+
+
+class DreamConfig(_QwenLikeConfig):
     """Dream (Dream-org/Dream-v0-*) configuration: Qwen2 layout with a mask token."""
 
     model_type = "Dream"
+    family = "Dream"
     keys_to_ignore_at_inference = ["past_key_values"]
 
     def __init__(
@@ -151,35 +175,19 @@ class DreamConfig(PretrainedConfig):
         tie_word_embeddings: bool = False,
         **kwargs: Any,
     ) -> None:
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads or num_attention_heads
-        self.hidden_act = hidden_act
-        self.max_position_embeddings = max_position_embeddings
-        self.rms_norm_eps = rms_norm_eps
-        self.rope_theta = rope_theta
-        self.rope_scaling = rope_scaling
-        self.mask_token_id = mask_token_id
-        self.use_sliding_window = use_sliding_window
-        self.sliding_window = sliding_window
+        self._set_qwen_fields(locals())
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-
-    def check_supported(self) -> None:
-        """Raise ValueError for official options the native model does not implement."""
-        _check_qwen_like(self, "Dream")
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
 
-class SDARConfig(PretrainedConfig):
+class SDARConfig(_QwenLikeConfig):
     """SDAR (JetAstra/SDAR-*) configuration: Qwen3 layout, block-causal with ``block_size``."""
 
     model_type = "sdar"
+    family = "SDAR"
     keys_to_ignore_at_inference = ["past_key_values"]
 
     def __init__(
@@ -204,23 +212,10 @@ class SDARConfig(PretrainedConfig):
         tie_word_embeddings: bool = False,
         **kwargs: Any,
     ) -> None:
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads or num_attention_heads
+        self._set_qwen_fields(locals())
         self.head_dim = head_dim or hidden_size // num_attention_heads
-        self.hidden_act = hidden_act
-        self.max_position_embeddings = max_position_embeddings
-        self.rms_norm_eps = rms_norm_eps
-        self.rope_theta = rope_theta
-        self.rope_scaling = rope_scaling
         self.attention_bias = attention_bias
         self.block_size = block_size
-        self.mask_token_id = mask_token_id
-        self.use_sliding_window = use_sliding_window
-        self.sliding_window = sliding_window
         # The official file asks for flex_attention (its training path). The native model always
         # uses SDPA (plus exact statistics on request), so the request is kept under another name
         # instead of making transformers demand flex-attention support.
@@ -231,7 +226,7 @@ class SDARConfig(PretrainedConfig):
 
     def check_supported(self) -> None:
         """Raise ValueError for official options the native model does not implement."""
-        _check_qwen_like(self, "SDAR")
+        super().check_supported()
         if self.attention_bias:
             raise ValueError("SDAR config option attention_bias=True is not supported (accepted: false)")
         if not isinstance(self.block_size, int) or self.block_size < 1:
