@@ -60,18 +60,22 @@ MODEL_CONFIG: dict[str, Any] = {
 }
 INIT_SEED = 0
 
-# `dllm-eval train sft` flags after --model/--data/--output (TRAINING.md records the same)
-TRAIN_FLAGS: list[str] = [
+# `dllm-eval train sft` flags after --model/--data/--output (TRAINING.md records the same): two
+# stages of our AGDO SFT, a constant learning rate, then the same rate decayed linearly to 0 from
+# the first stage's weights (the decay phase is what lifts accuracy: measured in TRAINING.md)
+_COMMON_FLAGS: list[str] = [
     "--masking", "agdo",
     "--agdo-tokens-per-step", "6",
     "--agdo-rows-per-sample", "1",
-    "--max-steps", "3000",
     "--batch-size", "32",
     "--learning-rate", "3e-3",
-    "--warmup-steps", "20",
     "--max-length", "160",
-    "--logging-steps", "10",
+    "--logging-steps", "100",
     "--device", "cpu",
+]
+TRAIN_STAGES: list[list[str]] = [
+    [*_COMMON_FLAGS, "--max-steps", "10000", "--warmup-steps", "100", "--lr-scheduler", "constant", "--seed", "0"],
+    [*_COMMON_FLAGS, "--max-steps", "10000", "--warmup-steps", "0", "--lr-scheduler", "linear", "--seed", "1"],
 ]
 
 # decoding: answers are at most 24 bytes + EOS, so one block of 32 tokens, 2 tokens per step
@@ -173,13 +177,31 @@ def make_init_model(folder: str | Path, seed: int = INIT_SEED) -> Path:
     return folder
 
 
-def train_command(init: str | Path, data: str | Path, output: str | Path,
-                  max_steps: int | None = None) -> list[str]:
-    """The ``dllm-eval train sft ...`` argument list that trains the demo model."""
-    flags = list(TRAIN_FLAGS)
-    if max_steps is not None:
-        flags[flags.index("--max-steps") + 1] = str(int(max_steps))
-    return ["train", "sft", "--model", str(init), "--data", str(data), *flags, "--output", str(output)]
+def stage_steps(total: int | None) -> list[int]:
+    """Optimizer steps of each stage: the shipped ones, or ``total`` split in the same proportions."""
+    shipped = [int(f[f.index("--max-steps") + 1]) for f in TRAIN_STAGES]
+    if total is None:
+        return shipped
+    if total < len(TRAIN_STAGES):
+        raise ValueError(f"train_steps={total} is invalid; accepted: an integer >= {len(TRAIN_STAGES)} "
+                         f"(one step per training stage at least)")
+    steps = [max(1, round(total * n / sum(shipped))) for n in shipped[:-1]]
+    return [*steps, max(1, total - sum(steps))]
+
+
+def train_commands(init: str | Path, data: str | Path, output: str | Path,
+                   max_steps: int | None = None) -> list[list[str]]:
+    """The ``dllm-eval train sft ...`` argument lists of every stage (stage ``k`` trains the
+    output of stage ``k - 1``; the last one writes ``output``)."""
+    output = Path(output)
+    argvs, model = [], str(init)
+    for k, (flags, steps) in enumerate(zip(TRAIN_STAGES, stage_steps(max_steps)), 1):
+        flags = list(flags)
+        flags[flags.index("--max-steps") + 1] = str(steps)
+        out = output if k == len(TRAIN_STAGES) else output.parent / f"{output.name}-stage{k}"
+        argvs.append(["train", "sft", "--model", model, "--data", str(data), *flags, "--output", str(out)])
+        model = str(out)
+    return argvs
 
 
 def train(workdir: str | Path, data: str | Path, max_steps: int | None = None) -> Path:
@@ -188,14 +210,13 @@ def train(workdir: str | Path, data: str | Path, max_steps: int | None = None) -
 
     workdir = Path(workdir)
     init = make_init_model(workdir / "init")
-    argv = train_command(init, data, workdir / "model", max_steps)
-    print("$ dllm-eval " + " ".join(argv), flush=True)
-    code = cli.main(argv)
-    if code != 0:
-        raise RuntimeError(f"dllm-eval train sft failed with exit status {code}")
-    for name in ("checkpoint-*",):
-        for p in (workdir / "model").glob(name):
-            shutil.rmtree(p, ignore_errors=True)
+    for argv in train_commands(init, data, workdir / "model", max_steps):
+        print("$ dllm-eval " + " ".join(argv), flush=True)
+        code = cli.main(argv)
+        if code != 0:
+            raise RuntimeError(f"dllm-eval train sft failed with exit status {code}")
+    for p in workdir.glob("model*/checkpoint-*"):
+        shutil.rmtree(p, ignore_errors=True)
     return workdir / "model"
 
 
@@ -308,7 +329,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train the tiny model again with `dllm-eval train sft --masking agdo` "
                              "instead of using the shipped results/demo_model")
     parser.add_argument("--train-steps", type=int, default=None, metavar="N",
-                        help="with --retrain: optimizer steps (default: those of the shipped model)")
+                        help="with --retrain: optimizer steps in all, split between the training stages "
+                             "like the shipped recipe (default: those of the shipped model)")
     parser.add_argument("--model", default=None, metavar="DIR",
                         help="evaluate this checkpoint instead of the shipped one")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
@@ -335,9 +357,9 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise ValueError(f"limit={args.limit!r} is invalid; accepted: an integer >= 1")
     if args.batch_size < 1:
         raise ValueError(f"batch_size={args.batch_size!r} is invalid; accepted: an integer >= 1")
-    if args.train_steps is not None and (args.train_steps < 1 or not args.retrain):
-        raise ValueError(f"train_steps={args.train_steps!r} is invalid; accepted: an integer >= 1, "
-                         "together with --retrain")
+    if args.train_steps is not None and (args.train_steps < len(TRAIN_STAGES) or not args.retrain):
+        raise ValueError(f"train_steps={args.train_steps!r} is invalid; accepted: an integer >= "
+                         f"{len(TRAIN_STAGES)} (one per training stage), together with --retrain")
     if args.retrain and args.model:
         raise ValueError("model and retrain exclude each other; accepted: one of --model DIR or --retrain")
     if args.model and not Path(args.model).is_dir():

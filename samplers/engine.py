@@ -390,9 +390,7 @@ class _Run:
                         # rows with nothing left to decode in this block (stopped, or block
                         # done) cost no compute: only the others run, their logits are
                         # scattered back (rows never interact in a forward)
-                        need = ((x[:, lo:hi] == self.mask_id) & active[:, None]).any(1)
-                        if not bool(need.all()):
-                            rows = torch.nonzero(need).flatten()
+                        rows = self._rows_to_run(x, lo, hi, active)
                         mk, kn, pr, rl = masked, known, prompt_real, real
                         if rows is not None:
                             mk, kn, pr, rl = mk[rows], kn[rows], pr[rows], rl[rows]
@@ -420,22 +418,31 @@ class _Run:
                 else:
                     c0 = lo - lead
                     c1 = total if self.kv == "prefix" else hi
-                    kw: dict[str, Any] = {"past_key_values": cache, "cache_position": c0}
+                    # rows with nothing left in this block skip the cached forward too (their
+                    # cache rows are selected out; a Fast-dLLM extra forward keeps every row)
+                    rows = None if extra else self._rows_to_run(x, lo, hi, active)
+                    kw: dict[str, Any] = {"past_key_values": cache if rows is None else cache.select(rows),
+                                          "cache_position": c0}
                     if am is not None:
-                        kw["attention_mask"] = mask4[:, :, c0:c1, :]
-                        kw["position_ids"] = pos_ids[:, c0:c1]
-                    req = self._attn_request(masked[:, lo:hi], known[:, lo:hi], known, lead, c1 - c0)
+                        kw["attention_mask"] = _take(mask4, rows)[:, :, c0:c1, :]
+                        kw["position_ids"] = _take(pos_ids, rows)[:, c0:c1]
+                    mk, kn = _take(masked, rows), _take(known, rows)
+                    req = self._attn_request(mk[:, lo:hi], kn[:, lo:hi], kn, lead, c1 - c0)
                     if req is not None:
                         kw["attn_stats"] = req
                     if self.keep_logits:
                         kw["logits_to_keep"] = slice(0, bl)
-                    out = self._call(x[:, c0:c1], **kw)
+                    out = self._call(_take(x, rows)[:, c0:c1], **kw)
                     if self.keep_logits:  # raw row j scores position c0 + lead + j = lo + j
                         logits = out.logits
                     else:
                         logits = adapter.align_logits(out.logits)[:, lead:lead + bl]
+                    if rows is not None:
+                        logits = _scatter_rows(logits, rows, b)
                     if req is not None:
                         attn, offsets = out.attn_stats, (0, lo)
+                        if rows is not None:
+                            attn = _scatter_stats(attn, rows, b)
                 self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, attn, offsets, gens, rows_nfe)
                 i += 1
                 bar.update(1)
@@ -510,15 +517,22 @@ class _Run:
                 eligible_any = ((x[:, lo:hi] == self.mask_id) & active[:, None]).any()
                 if not bool(eligible_any) or i >= self._max_steps(steps, bl):
                     break
-                kw = {"past_key_values": cache, "cache_position": lo} if cache is not None else {}
-                masked = x[:, :hi] == self.mask_id
+                rows = self._rows_to_run(x, lo, hi, active)  # rows done with this block skip it
+                kw = {}
+                if cache is not None:
+                    kw = {"past_key_values": cache if rows is None else cache.select(rows), "cache_position": lo}
+                masked = _take(x, rows)[:, :hi] == self.mask_id
                 known = ~masked
                 req = self._attn_request(masked[:, lo:hi], known[:, lo:hi], known)
                 if req is not None:
                     kw["attn_stats"] = req
-                out = self._call(x[:, lo:hi], **kw)
+                out = self._call(_take(x, rows)[:, lo:hi], **kw)
                 logits = adapter.align_logits(out.logits)
                 attn = out.attn_stats if req is not None else None
+                if rows is not None:
+                    logits = _scatter_rows(logits, rows, b)
+                    attn = None if attn is None else _scatter_stats(attn, rows, b)
+                known = x[:, :hi] != self.mask_id
                 self._step(x, lo, hi, logits, active, blk, i, plan, steps, known, attn, (0, lo), gens, rows_nfe)
                 i += 1
                 bar.update(1)
@@ -534,6 +548,15 @@ class _Run:
         return self._finish(x, p, rows_nfe, stopped, bar)
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _rows_to_run(self, x: torch.Tensor, lo: int, hi: int, active: torch.Tensor) -> torch.Tensor | None:
+        """Batch rows that still have masks in block ``[lo, hi)`` (None: every row does)."""
+        import torch
+
+        need = ((x[:, lo:hi] == self.mask_id) & active[:, None]).any(1)
+        if bool(need.all()):
+            return None
+        return torch.nonzero(need).flatten()
+
     def _block_end(self, x: torch.Tensor, p: int, hi: int, active: torch.Tensor, stopped: list) -> bool:
         """``stop_on_eos`` at the end of a block; True when no row is left to decode."""
         if not self.config.stop_on_eos:
@@ -614,6 +637,11 @@ def _accepts(model: Any, name: str) -> bool:
         return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _take(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """``t[rows]`` (every row when ``rows`` is None)."""
+    return t if rows is None else t[rows]
 
 
 def _place_rows(req: Any, start: int, n: int, device: Any) -> Any:

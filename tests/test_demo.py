@@ -109,11 +109,26 @@ def test_shipped_checkpoint_is_a_small_native_llada(tmp_path: Path) -> None:
         assert cfg[key] == fresh[key] == value, key
 
 
-def test_training_md_records_the_command() -> None:
+def test_training_md_records_the_commands() -> None:
     text = (demo.MODEL_DIR / "TRAINING.md").read_text()
-    flags = " ".join(demo.TRAIN_FLAGS)
-    assert f"dllm-eval train sft --model init --data data/train_sft.jsonl {flags} --output model" in text
+    argvs = demo.train_commands("init", "data/train_sft.jsonl", "model")
+    assert len(argvs) == len(demo.TRAIN_STAGES) >= 1
+    for argv in argvs:
+        assert "dllm-eval " + " ".join(argv) in text
+    assert argvs[0][3] == "init" and argvs[-1][-1] == "model"
+    for earlier, later in zip(argvs, argvs[1:]):  # each stage trains the previous one's output
+        assert later[3] == earlier[-1]
     assert "dllm-eval demo --retrain" in text
+
+
+def test_stage_steps_split_like_the_shipped_recipe() -> None:
+    shipped = demo.stage_steps(None)
+    assert shipped == [int(f[f.index("--max-steps") + 1]) for f in demo.TRAIN_STAGES]
+    for total in (len(shipped), 7, 1001):
+        steps = demo.stage_steps(total)
+        assert sum(steps) == total and min(steps) >= 1 and len(steps) == len(shipped)
+    with pytest.raises(ValueError, match="train_steps=1"):
+        demo.stage_steps(len(shipped) - 1 if len(shipped) > 1 else 0)
 
 
 def test_model_args_and_lm_eval_command() -> None:
@@ -179,7 +194,8 @@ def test_retrain_path_runs_our_agdo_sft(tmp_path: Path, capsys) -> None:
                             "--samplers", "confidence", "--batch-size", "4"]))
     assert code == 0
     text = capsys.readouterr().out
-    assert "--masking agdo" in text and "--max-steps 2" in text
+    assert "--masking agdo" in text and text.count("$ dllm-eval train sft") == len(demo.TRAIN_STAGES)
+    assert all(f"--max-steps {n}" in text for n in demo.stage_steps(2))
     model = out / "train" / "model"
     assert (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file()
     init = out / "train" / "init" / "model.safetensors"

@@ -266,18 +266,27 @@ def test_early_stop_option_is_validated() -> None:
 # -- 3. finished rows cost no compute in batched decoding ----------------------------------------
 
 
-@pytest.mark.parametrize("options", [
-    dict(commit="threshold", threshold=0.3),
-    dict(sampler="attn", commit="threshold", threshold=0.3),
-    dict(commit="threshold", threshold=0.3, cfg_scale=0.5),
+@pytest.mark.parametrize("fam, options", [
+    ("llada", dict(commit="threshold", threshold=0.3)),
+    ("llada", dict(sampler="attn", commit="threshold", threshold=0.3)),
+    ("llada", dict(commit="threshold", threshold=0.3, cfg_scale=0.5)),
+    # cached plans: the cached forwards run only the rows still decoding the block
+    ("llada", dict(commit="threshold", threshold=0.3, kv_cache="dual")),
+    ("dream", dict(sampler="agdo", commit="threshold", threshold=0.3, kv_cache="prefix")),
+    ("sdar", dict(commit="threshold", threshold=0.3)),
 ])
-def test_batched_rows_skip_finished_blocks_same_tokens(loaded, options) -> None:
-    model, adapter = loaded["llada"]
+def test_batched_rows_skip_finished_blocks_same_tokens(loaded, fam, options) -> None:
+    model, adapter = loaded[fam]
     prompts = [[65, 66, 67, 68, 69, 70, 71], [80, 81, 82], [90, 91, 92, 93, 94], [100, 101, 102, 103]]
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[adapter.pad_id] * (width - len(p)) + p for p in prompts])
     am = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     opts = dict(gen_length=16, steps=16, block_length=8, **options)
+    if fam == "sdar":  # (SDAR decodes each prompt length as its own batch: equal lengths here)
+        opts = dict(gen_length=16, steps_per_block=4, block_length=4, **options)
+        prompts = [[65 + 15 * r + j for j in range(5)] for r in range(4)]
+        width = 5
+        ids, am = torch.tensor(prompts), None
     batched = generate(model, ids, attention_mask=am, adapter=adapter, **opts)
     rows_run = batched.stats["forward_rows"]
     mult = 2 if options.get("cfg_scale") else 1
