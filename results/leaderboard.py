@@ -454,6 +454,7 @@ def plot(lb: Leaderboard, output: Path) -> tuple[Path, Path]:
     varying = _varying_settings(plotted)
     for ax, (key, xlabel) in zip(axes, axis_keys):
         xs_seen: list[float] = []
+        labels_at: dict[tuple[float, float], int] = {}  # points sharing a place stack their labels
         baselines: dict[tuple[float, str, str], list[str]] = {}
         n_points = sum(len(r.cells) for r in lb.rows)
         for r in lb.rows:
@@ -488,11 +489,14 @@ def plot(lb: Leaderboard, output: Path) -> tuple[Path, Path]:
                         for k in varying
                         if k in r.settings
                     )
+                    spot = (round(float(x), 3), round(float(y), 3))
+                    stacked = labels_at.get(spot, 0)
+                    labels_at[spot] = stacked + 1
                     ax.annotate(
                         f"{name} {extra}".strip(),
                         (x, y),
                         textcoords="offset points",
-                        xytext=(5, 4),
+                        xytext=(5, 4 + 9 * stacked),
                         fontsize=7,
                     )
         for i, ((y, text, name), tasks) in enumerate(sorted(baselines.items())):
