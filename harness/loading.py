@@ -76,6 +76,10 @@ def load_model(pretrained: str | os.PathLike, dtype: str = "auto", device: str |
         raise ValueError(f"pretrained={str(pretrained)!r}: no *.safetensors weights in {path}")
     # device_map puts each tensor straight on the device (no full CPU copy of a large model)
     model = model_cls.from_pretrained(path, config=config, dtype=torch_dtype, device_map=str(device))
+    # one device is a plain placement, not a dispatch: without the record, Trainer / accelerate
+    # move and wrap the model as usual (DDP, FSDP)
+    if len(set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))) == 1:
+        del model.hf_device_map
     return model.eval()
 
 

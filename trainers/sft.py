@@ -267,17 +267,13 @@ def load_for_training(cfg: Any):
     """(model, tokenizer, adapter) through ``dllm_eval.load``; the tokenizer is required.
 
     The weights go straight to this process's device (``cfg.device``, else ``cuda:LOCAL_RANK``
-    when CUDA is available, else CPU); the single-device ``hf_device_map`` that loading records
-    is dropped so that the Trainer / accelerate place and wrap the model as usual (DDP, FSDP)."""
+    when CUDA is available, else CPU)."""
     import dllm_eval
 
     device = cfg.device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     model, tokenizer, adapter = dllm_eval.load(cfg.model, dtype=cfg.dtype, device=device)
     if tokenizer is None:
         raise ValueError(f"model={cfg.model!r} has no tokenizer; training needs one in the checkpoint folder")
-    device_map = getattr(model, "hf_device_map", None)
-    if device_map is not None and len(set(map(str, device_map.values()))) <= 1:
-        del model.hf_device_map
     return model, tokenizer, adapter
 
 
