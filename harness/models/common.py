@@ -317,6 +317,17 @@ def attention_with_statistics(
     kf, vf = k.float(), v.float()
     if groups > 1:
         kf, vf = kf.repeat_interleave(groups, dim=1), vf.repeat_interleave(groups, dim=1)
+    if (req.query_index is None and req.heads is None and not req.return_probs and n <= _STATS_CHUNK
+            and q.dtype == torch.float32):
+        # the samplers' case (every row, every head, one chunk): the same arithmetic as below
+        # with the fewest operator calls (a decoding step on a small model is dispatch-bound)
+        probs = _softmax_probs(torch.matmul(q, kf.transpose(-1, -2)), mask, 0, n, scale)
+        col_sum = probs.sum(dim=(1, 2)).div_(num_heads) if req.col_sums else None
+        row_sum = None
+        if req.key_mask is not None:
+            keys_f = _key_mask(req.key_mask, bsz, n_keys, q.device).float()[:, None, :, None]
+            row_sum = torch.matmul(probs, keys_f).mean(dim=1)[..., 0]
+        return torch.matmul(probs, vf), (col_sum, row_sum, None)
     rows = _query_rows(req.query_index, bsz, n, q.device)  # [B, q] or None
     key_mask = _key_mask(req.key_mask, bsz, n_keys, q.device)
     heads = list(req.heads) if req.heads is not None else None
