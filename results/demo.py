@@ -5,7 +5,7 @@ learns the bundled synthetic GSM8K-format task (:mod:`dllm_eval.results.syntheti
 arithmetic word problems whose step-by-step answers end ``#### N``) with our own AGDO SFT
 (``dllm-eval train sft --masking agdo``; AGDO: "Beyond Fully Random Masking: Attention-Guided
 Denoising and Optimization for Diffusion Language Models", arXiv 2606.12273). The checkpoint that
-this produces is shipped in ``results/demo_model`` (its ``TRAINING.md`` has the exact command), so
+this produces is shipped in ``results/demo_model`` (its ``TRAINING.md`` has the exact commands), so
 by default the demo only evaluates it; ``--retrain`` trains it again from a fresh random
 initialisation. Evaluation goes through the stock lm-eval command line (``lm_eval --model dllm
 --model_args pretrained=...,sampler=...``, run in this process so torch is imported once) on a
