@@ -45,6 +45,7 @@ tokens-per-forward totals (summed over ranks) and the request-cache counts.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import logging
@@ -263,6 +264,10 @@ class DLLM(TemplateLM):
             # cpu=True: gloo process group (accelerate only forms a CPU group when asked)
             use_cpu = (device or "").startswith("cpu") or not torch.cuda.is_available()
             self.accelerator = Accelerator(cpu=use_cpu)
+            # tear the process group down before the interpreter does: a rank that finishes
+            # first and exits with a live gloo group aborts ("terminate called without an
+            # active exception", SIGABRT), which fails the whole launch (~1 run in 6 on CPU)
+            atexit.register(_destroy_process_group)
             if self.accelerator.num_processes != world:
                 raise RuntimeError(
                     f"WORLD_SIZE={world} but accelerate formed a group of {self.accelerator.num_processes}; "
@@ -696,3 +701,10 @@ class DLLM(TemplateLM):
         }
         return info
 
+
+def _destroy_process_group() -> None:
+    """At exit: destroy the default process group if one is still up (see ``DLLM.__init__``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
