@@ -84,6 +84,15 @@ def _generators(generators, n: int) -> list[torch.Generator | None]:
     return gens
 
 
+def _row_buffers(input_ids: torch.Tensor, response_mask: torch.Tensor, generators) -> tuple:
+    """One training row per sample: (noisy ids to fill, bool response mask, per-sample generators,
+    targets all -100, float32 weights all 0)."""
+    ids = input_ids.clone()
+    targets = torch.full_like(ids, -100)
+    weights = torch.zeros(ids.shape, dtype=torch.float32)
+    return ids, response_mask.bool(), _generators(generators, ids.shape[0]), targets, weights
+
+
 def random_masking(
     input_ids: torch.Tensor,
     response_mask: torch.Tensor,
@@ -98,12 +107,8 @@ def random_masking(
     the loss; EOS padding of the response counts, as in LLaDA's SFT).
     """
     _check_mask_prob_eps(eps)
-    ids = input_ids.clone()
-    resp = response_mask.bool()
+    ids, resp, gens, targets, weights = _row_buffers(input_ids, response_mask, generators)
     B, L = ids.shape
-    gens = _generators(generators, B)
-    targets = torch.full_like(ids, -100)
-    weights = torch.zeros(B, L, dtype=torch.float32)
     for b in range(B):
         t = _uniform(gens[b], 1).item()
         p = (1.0 - eps) * t + eps
@@ -134,12 +139,8 @@ def blockwise_masking(
     _check_mask_prob_eps(eps)
     if int(block_size) < 1:
         raise ValueError(f"block_size={block_size!r} is invalid; accepted: an integer >= 1")
-    ids = input_ids.clone()
-    resp = response_mask.bool()
+    ids, resp, gens, targets, weights = _row_buffers(input_ids, response_mask, generators)
     B, L = ids.shape
-    gens = _generators(generators, B)
-    targets = torch.full_like(ids, -100)
-    weights = torch.zeros(B, L, dtype=torch.float32)
     for b in range(B):
         pos = resp[b].nonzero().flatten()
         n_answer = pos.numel()

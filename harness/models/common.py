@@ -278,8 +278,8 @@ def attention_statistics(
             row_parts.append(torch.matmul(mean, keys_f)[..., 0])
         if req.return_probs:
             prob_parts.append(mean)
-    row_sum = torch.cat(row_parts, dim=1) if key_mask is not None else None
-    probs = torch.cat(prob_parts, dim=1) if req.return_probs else None
+    row_sum = _joined(row_parts, 1) if key_mask is not None else None
+    probs = _joined(prob_parts, 1) if req.return_probs else None
     return col_sum, row_sum, probs
 
 
@@ -359,17 +359,22 @@ def attention_with_statistics(
             col_sum = part if col_sum is None else col_sum + part
         if req.return_probs:
             prob_parts.append(mean)
-    out = out_parts[0] if len(out_parts) == 1 else torch.cat(out_parts, dim=2)
+    out = _joined(out_parts, 2)
     if col_sum is None and req.col_sums:  # no query rows
         col_sum = torch.zeros(bsz, n_keys, dtype=torch.float32, device=q.device)
-    row_sum = torch.cat(row_parts, dim=1) if key_mask is not None else None
-    probs_out = torch.cat(prob_parts, dim=1) if req.return_probs else None
+    row_sum = _joined(row_parts, 1) if key_mask is not None else None
+    probs_out = _joined(prob_parts, 1) if req.return_probs else None
     if rows is not None:
         if row_sum is not None:
             row_sum = torch.gather(row_sum, 1, rows)
         if probs_out is not None:
             probs_out = torch.gather(probs_out, 1, rows[:, :, None].expand(-1, -1, n_keys))
     return out.to(q.dtype), (col_sum, row_sum, probs_out)
+
+
+def _joined(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """The chunks' results along ``dim`` (one chunk, the usual case: no copy)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
 
 def _key_mask(key_mask: torch.Tensor | None, bsz: int, n_keys: int, device: torch.device) -> torch.Tensor | None:
